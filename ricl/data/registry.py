@@ -1,0 +1,29 @@
+"""Datasets by name: ``padchest-gr``, ``ms-cxr`` and ``phantom`` (a PadChest-GR-format release)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ricl.data.dataset import GroundingDataset
+from ricl.registry import Registry
+
+__all__ = ["DATASETS", "load_dataset"]
+
+DATASETS = Registry(
+    "dataset",
+    {
+        "padchest-gr": "ricl.data.padchest_gr:load_padchest_gr",
+        # the phantom release is written in the exact PadChest-GR format and read by the same reader
+        "phantom": "ricl.data.padchest_gr:load_padchest_gr",
+        "ms-cxr": "ricl.data.ms_cxr:load_ms_cxr",
+    },
+)
+
+
+def load_dataset(
+    name: str, root: str | Path, images: str | Path | None = None, **options: Any
+) -> GroundingDataset:
+    """Load a dataset by registry name. Unknown names raise UnknownNameError with suggestions."""
+    loader = DATASETS.get(name)
+    return loader(root, images, name=name, **options)
