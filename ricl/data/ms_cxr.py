@@ -34,8 +34,10 @@ MS_CXR_COLUMNS = (
     "image_height",
     "split",
 )
-_PATIENT = re.compile(r"(?:^|/)(p\d+)(?:/|$)")
-_STUDY = re.compile(r"(?:^|/)(s\d+)(?:/|$)")
+# MIMIC-CXR paths: files/p10/p10000032/s50414267/<dicom_id>.jpg ("p10" is a bucket folder,
+# the patient is the LAST p-segment).
+_PATIENT = re.compile(r"(?:^|/)(p\d+)(?=/)")
+_STUDY = re.compile(r"(?:^|/)(s\d+)(?=/)")
 
 
 def _find_csv(root: Path) -> Path:
@@ -149,8 +151,9 @@ def _image(
         text = row["label_text"].strip()
         phrases.setdefault(text, []).append(box)
         category.setdefault(text, row["category_name"].strip())
-    patient = m.group(1) if (m := _PATIENT.search(path)) else dicom_id
-    study_id = m.group(1) if (m := _STUDY.search(path)) else dicom_id
+    patients, studies = _PATIENT.findall(path), _STUDY.findall(path)
+    patient = patients[-1] if patients else dicom_id
+    study_id = studies[-1] if studies else dicom_id
     findings = tuple(
         Finding(
             index=i,
