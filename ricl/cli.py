@@ -1,0 +1,206 @@
+"""The ``ricl`` command line (an app on top of the library; no logic of its own).
+
+Every command has ``--help``. Errors ricl raises on purpose (bad data, unknown names)
+print one clear line and exit with status 2; nothing else is swallowed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ricl.errors import RiclError
+
+app = typer.Typer(
+    name="ricl",
+    help="Retrieval-augmented in-context phrase grounding on chest X-rays.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Inspect grounding datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+DatasetOpt = Annotated[str, typer.Option("--dataset", help="padchest-gr, ms-cxr or phantom.")]
+RootOpt = Annotated[
+    Path, typer.Option("--root", help="The dataset release folder (or MS-CXR CSV).")
+]
+ImagesOpt = Annotated[
+    Path | None, typer.Option("--images", help="Images folder, if not the release default.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
+UnboxedOpt = Annotated[
+    bool,
+    typer.Option(
+        "--keep-unboxed", help="Also count positive findings without boxes (gold = empty)."
+    ),
+]
+SkipOpt = Annotated[
+    bool, typer.Option("--skip-bad", help="Skip (and count) bad records instead of stopping.")
+]
+
+
+def _reader_options(dataset: str, keep_unboxed: bool, skip_bad: bool) -> dict[str, Any]:
+    opts: dict[str, Any] = {"on_error": "skip" if skip_bad else "raise"}
+    if dataset != "ms-cxr":
+        opts["keep_unboxed"] = keep_unboxed
+    return opts
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+def _print_metrics(title: str, metrics: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            continue
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    _console().print(table)
+
+
+@data_app.command("stats")
+def data_stats(
+    dataset: DatasetOpt,
+    root: RootOpt,
+    images: ImagesOpt = None,
+    json_out: JsonOpt = False,
+    keep_unboxed: UnboxedOpt = False,
+    skip_bad: SkipOpt = False,
+) -> None:
+    """Counts per split: studies, patients, findings, positive findings, grounding instances,
+    boxes, and per label group."""
+    from ricl.data.registry import load_dataset
+    from ricl.data.stats import dataset_stats
+
+    opts = _reader_options(dataset, keep_unboxed, skip_bad)
+    if dataset != "ms-cxr":
+        opts["read_image_sizes"] = False  # counts need no pixels
+    stats = dataset_stats(load_dataset(dataset, root, images, **opts))
+    if json_out:
+        typer.echo(json.dumps(stats, indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{stats['dataset']} — {stats['root']}")
+    headers = {
+        "studies": "studies", "patients": "patients", "normal_studies": "normal",
+        "findings": "findings", "positive_findings": "positive", "grounding_instances": "instances",
+        "boxes": "boxes",
+    }  # fmt: skip
+    keys = list(headers)
+    table.add_column("split")
+    for k in keys:
+        table.add_column(headers[k], justify="right")
+    for split, row in stats["splits"].items():
+        table.add_row(split, *(str(row[k]) for k in keys))
+    console = _console()
+    console.print(table)
+    if stats["skipped"]:
+        console.print(f"[yellow]{len(stats['skipped'])} records skipped[/yellow] (see --json)")
+
+
+@app.command()
+def phantom(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write the release into.")],
+    studies: Annotated[int, typer.Option("--studies", min=1, help="Number of studies.")] = 1000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (output is deterministic).")] = 0,
+    size: Annotated[
+        int, typer.Option("--size", min=32, help="Long side of the images, pixels.")
+    ] = 512,
+) -> None:
+    """Write a phantom data set in the exact PadChest-GR release format."""
+    from ricl.data.phantom import write_phantom_release
+
+    summary = write_phantom_release(out, studies, seed=seed, size=size)
+    typer.echo(
+        f"wrote {summary.n_studies} studies ({summary.n_patients} patients, {summary.n_boxes} boxes) "
+        f"to {summary.out_dir} in {summary.seconds:.1f} s"
+    )
+
+
+@app.command()
+def score(
+    dataset: DatasetOpt,
+    root: RootOpt,
+    predictions: Annotated[Path, typer.Option("--predictions", help="Predictions, JSON lines.")],
+    split: Annotated[str, typer.Option("--split", help="train, validation or test.")] = "test",
+    images: ImagesOpt = None,
+    json_out: JsonOpt = False,
+    keep_unboxed: UnboxedOpt = False,
+    no_rodeo: Annotated[bool, typer.Option("--no-rodeo", help="Skip RoDeO.")] = False,
+) -> None:
+    """Score a predictions file against the gold instances of one split."""
+    from ricl.evaluation.scoring import score_predictions_file
+
+    metrics = score_predictions_file(
+        dataset, root, predictions, split=split, images=images, keep_unboxed=keep_unboxed,
+        rodeo=not no_rodeo,
+    )  # fmt: skip
+    if json_out:
+        typer.echo(json.dumps(metrics, indent=2))
+    else:
+        _print_metrics(f"{dataset} {split}: {predictions}", metrics)
+
+
+@app.command()
+def baseline(
+    name: Annotated[str, typer.Argument(help="mean-box or phrase-knn.")],
+    dataset: DatasetOpt,
+    root: RootOpt,
+    out: Annotated[Path, typer.Option("--out", help="Predictions file to write (JSON lines).")],
+    split: Annotated[str, typer.Option("--split", help="Split to predict.")] = "test",
+    train_split: Annotated[
+        str, typer.Option("--train-split", help="Split to learn from.")
+    ] = "train",
+) -> None:
+    """Write the predictions of a model-free baseline (for `ricl score`)."""
+    from ricl.data.registry import load_dataset
+    from ricl.evaluation.baselines import run_baseline
+    from ricl.evaluation.predictions import write_predictions
+
+    opts = {} if dataset == "ms-cxr" else {"read_image_sizes": False}
+    ds = load_dataset(dataset, root, **opts)
+    preds = run_baseline(name, ds.select(train_split), ds.select(split))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_predictions(out, preds)
+    typer.echo(f"wrote {len(preds)} predictions to {out}")
+
+
+@app.command()
+def demo(
+    workdir: Annotated[Path, typer.Option("--workdir", help="Where data and results go.")] = Path(
+        "ricl-demo"
+    ),
+    studies: Annotated[int, typer.Option("--studies", min=20)] = 600,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    size: Annotated[int, typer.Option("--size", min=32)] = 256,
+) -> None:
+    """The main job on embedded defaults: phantom release -> baselines -> one scorer."""
+    from ricl.demo import run_demo
+
+    run_demo(workdir, studies=studies, seed=seed, size=size, console=_console())
+
+
+def main() -> None:
+    """Console entry point: RiclError -> one red line on stderr, exit status 2."""
+    try:
+        app()
+    except RiclError as e:
+        typer.echo(f"error: {e}", err=True)  # one unwrapped line: easy to grep in logs
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

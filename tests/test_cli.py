@@ -1,0 +1,73 @@
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from ricl.cli import app, main
+from ricl.evaluation.predictions import read_predictions
+
+from .release_fixture import write_release
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def release(tmp_path):
+    return write_release(tmp_path / "release")
+
+
+@pytest.mark.parametrize(
+    "args", [[], ["data"], ["data", "stats"], ["phantom"], ["score"], ["baseline"], ["demo"]]
+)
+def test_every_command_has_help(args):
+    result = runner.invoke(app, [*args, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def test_data_stats_json(release):
+    result = runner.invoke(
+        app, ["data", "stats", "--dataset", "padchest-gr", "--root", str(release), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    stats = json.loads(result.output)
+    assert stats["splits"]["train"]["grounding_instances"] == 2
+    assert stats["splits"]["all"]["boxes"] == 3
+    table = runner.invoke(
+        app,
+        ["data", "stats", "--dataset", "padchest-gr", "--root", str(release)],
+        env={"COLUMNS": "200"},
+    )
+    assert table.exit_code == 0
+    assert "instances" in table.output and "train" in table.output
+
+
+def test_baseline_then_score_json(release, tmp_path):
+    preds = tmp_path / "p.jsonl"
+    r = runner.invoke(app, ["baseline", "phrase-knn", "--dataset", "padchest-gr", "--root", str(release),
+                            "--out", str(preds), "--split", "train"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert len(read_predictions(preds)) == 2
+    r = runner.invoke(app, ["score", "--dataset", "padchest-gr", "--root", str(release), "--split", "train",
+                            "--predictions", str(preds), "--json"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    metrics = json.loads(r.output)
+    # phrase-knn on its own training split copies each instance's own boxes: perfect
+    assert metrics["union_iou_micro"] == pytest.approx(1.0)
+    assert metrics["f1@0.5"] == pytest.approx(1.0)
+    assert metrics["n_instances"] == 2 and metrics["n_missing_predictions"] == 0
+
+
+def test_errors_are_one_clear_line(release, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("sys.argv", ["ricl", "score", "--dataset", "padchest-gr", "--root", str(release),
+                                     "--predictions", str(tmp_path / "none.jsonl")])  # fmt: skip
+    with pytest.raises(SystemExit) as e:
+        main()
+    assert e.value.code == 2
+    assert "none.jsonl: predictions file not found" in capsys.readouterr().err
+    monkeypatch.setattr(
+        "sys.argv", ["ricl", "data", "stats", "--dataset", "padchest", "--root", str(release)]
+    )
+    with pytest.raises(SystemExit) as e:
+        main()
+    assert "Did you mean 'padchest-gr'" in capsys.readouterr().err
