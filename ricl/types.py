@@ -86,7 +86,9 @@ class Box:
         return cls(x_min / width, y_min / height, x_max / width, y_max / height)
 
     @classmethod
-    def from_xywh_pixels(cls, x: float, y: float, w: float, h: float, width: int, height: int) -> Box:
+    def from_xywh_pixels(
+        cls, x: float, y: float, w: float, h: float, width: int, height: int
+    ) -> Box:
         """Build from a top-left corner plus width/height in pixels (the MS-CXR convention)."""
         return cls.from_pixels(x, y, x + w, y + h, width, height)
 
@@ -104,7 +106,12 @@ class Box:
                 raise InvalidBoxError(f"{name}={v!r} is not finite; cannot clip")
         x0, x1 = sorted((float(x_min), float(x_max)))
         y0, y1 = sorted((float(y_min), float(y_max)))
-        c = (min(max(x0, 0.0), 1.0), min(max(y0, 0.0), 1.0), min(max(x1, 0.0), 1.0), min(max(y1, 0.0), 1.0))
+        c = (
+            min(max(x0, 0.0), 1.0),
+            min(max(y0, 0.0), 1.0),
+            min(max(x1, 0.0), 1.0),
+            min(max(y1, 0.0), 1.0),
+        )
         changed = c != tuple(float(v) for v in vals)
         return cls(*c), changed
 

@@ -33,7 +33,12 @@ def test_union_area_known_cases():
 
 
 def test_union_area_matches_rasterization_on_grid_boxes():
-    boxes = [Box(0.1, 0.1, 0.5, 0.3), Box(0.3, 0.2, 0.7, 0.9), Box(0.6, 0.0, 0.9, 0.25), Box(0.15, 0.5, 0.35, 0.95)]
+    boxes = [
+        Box(0.1, 0.1, 0.5, 0.3),
+        Box(0.3, 0.2, 0.7, 0.9),
+        Box(0.6, 0.0, 0.9, 0.25),
+        Box(0.15, 0.5, 0.35, 0.95),
+    ]
     assert union_area(boxes) == pytest.approx(raster_area(boxes), abs=1e-9)
 
 

@@ -12,8 +12,8 @@ PATH = "files/p10/p10000032/s50414267/02aa804e-bde0afdd.jpg"
 
 
 def _row(**kw):
-    base = dict(dicom_id="02aa804e-bde0afdd", category_name="Pneumonia", label_text="left basal pneumonia",
-                path=PATH, x="100", y="400", w="200", h="100", image_width="1000", image_height="800", split="val")  # fmt: skip
+    base = {"dicom_id": "02aa804e-bde0afdd", "category_name": "Pneumonia", "label_text": "left basal pneumonia",
+                "path": PATH, "x": "100", "y": "400", "w": "200", "h": "100", "image_width": "1000", "image_height": "800", "split": "val"}  # fmt: skip
     return {**base, **kw}
 
 

@@ -31,7 +31,7 @@ def test_letterbox_pixels_agree_with_box_mapping():
     sq = t.box_to_square(box)
     x0, y0, x1, y1 = (round(v * side) for v in sq.to_list())
     assert out[y0 + 1 : y1 - 1, x0 + 1 : x1 - 1].min() > 200
-    assert out[:y0 - 1].max() == 0 and out[y1 + 1 :].max() == 0
+    assert out[: y0 - 1].max() == 0 and out[y1 + 1 :].max() == 0
 
 
 def test_center_crop_cuts_and_maps():

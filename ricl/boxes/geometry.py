@@ -7,6 +7,7 @@ or anything with ``x_min, y_min, x_max, y_max`` attributes; all in one frame.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -50,7 +51,7 @@ def union_area(boxes: Sequence[Box]) -> float:
         return boxes[0].area
     xs = sorted({b.x_min for b in boxes} | {b.x_max for b in boxes})
     total = 0.0
-    for x0, x1 in zip(xs, xs[1:]):
+    for x0, x1 in itertools.pairwise(xs):
         intervals = sorted((b.y_min, b.y_max) for b in boxes if b.x_min <= x0 and b.x_max >= x1)
         covered = 0.0
         cur_lo = cur_hi = None

@@ -64,7 +64,9 @@ class SquareTransform:
             return out
         crop = round(self.side / self.scale_x)
         left, top = round(-self.offset_x / self.scale_x), round(-self.offset_y / self.scale_y)
-        return image.crop((left, top, left + crop, top + crop)).resize((self.side, self.side), resample)
+        return image.crop((left, top, left + crop, top + crop)).resize(
+            (self.side, self.side), resample
+        )
 
     # ------------------------------------------------------------------ boxes
     def box_to_square(self, box: Box) -> Box | None:
