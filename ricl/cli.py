@@ -119,11 +119,14 @@ def phantom(
     size: Annotated[
         int, typer.Option("--size", min=32, help="Long side of the images, pixels.")
     ] = 512,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="Render processes (same bytes for any number).")
+    ] = 2,
 ) -> None:
     """Write a phantom data set in the exact PadChest-GR release format."""
     from ricl.data.phantom import write_phantom_release
 
-    summary = write_phantom_release(out, studies, seed=seed, size=size)
+    summary = write_phantom_release(out, studies, seed=seed, size=size, workers=workers)
     typer.echo(
         f"wrote {summary.n_studies} studies ({summary.n_patients} patients, {summary.n_boxes} boxes) "
         f"to {summary.out_dir} in {summary.seconds:.1f} s"

@@ -71,3 +71,35 @@ def test_errors_are_one_clear_line(release, tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit) as e:
         main()
     assert "Did you mean 'padchest-gr'" in capsys.readouterr().err
+
+
+def test_phantom_command_writes_a_release_the_reader_reads(tmp_path):
+    out = tmp_path / "ph"
+    r = runner.invoke(
+        app, ["phantom", "--out", str(out), "--studies", "30", "--seed", "3", "--size", "128"]
+    )
+    assert r.exit_code == 0, r.output
+    assert "wrote 30 studies" in r.output
+    stats = json.loads(
+        runner.invoke(
+            app, ["data", "stats", "--dataset", "phantom", "--root", str(out), "--json"]
+        ).output
+    )
+    assert stats["splits"]["all"]["studies"] == 30
+    assert stats["splits"]["all"]["grounding_instances"] > 0
+
+
+def test_demo_runs_end_to_end(tmp_path):
+    r = runner.invoke(app, ["demo", "--workdir", str(tmp_path / "d"), "--studies", "120", "--size", "96"],
+                      env={"COLUMNS": "200"})  # fmt: skip
+    assert r.exit_code == 0, r.output
+    knn = json.loads((tmp_path / "d" / "runs" / "phrase-knn" / "metrics.json").read_text())
+    mean = json.loads((tmp_path / "d" / "runs" / "mean-box" / "metrics.json").read_text())
+    # the phrase names type and location on phantoms: copying the nearest phrase's boxes
+    # must beat one mean box for everything
+    assert knn["union_iou_micro"] > mean["union_iou_micro"] + 0.1
+    assert "IoU micro" in r.output
+    again = runner.invoke(
+        app, ["demo", "--workdir", str(tmp_path / "d"), "--studies", "120", "--size", "96"]
+    )
+    assert "reusing" in again.output

@@ -1,0 +1,57 @@
+"""Phantom chest radiographs with grounded reports, in the exact PadChest-GR release format.
+
+The main entry point is :func:`write_phantom_release`; :func:`plan_release` and
+:func:`render_study` expose the plan and the renderer (e.g. to render a study with and
+without its findings). Everything is numpy + Pillow + scipy.ndimage and deterministic
+for a seed.
+"""
+
+from ricl.data.phantom.findings import (
+    BILATERAL_ZONES,
+    FINDING_TYPES,
+    LABEL_GROUPS,
+    LABELS,
+    LOBES,
+    LOCATIONS,
+    TYPE_ZONES,
+    FindingSpec,
+    PixelBox,
+    RenderedStudy,
+    StudySpec,
+    render_study,
+    size_cm,
+)
+from ricl.data.phantom.writer import (
+    CSV_COLUMNS,
+    DEFAULT_SIZES,
+    IMAGES_SUBDIR,
+    PhantomSummary,
+    PlannedFinding,
+    PlannedStudy,
+    plan_release,
+    write_phantom_release,
+)
+
+__all__ = [
+    "BILATERAL_ZONES",
+    "CSV_COLUMNS",
+    "DEFAULT_SIZES",
+    "FINDING_TYPES",
+    "IMAGES_SUBDIR",
+    "LABELS",
+    "LABEL_GROUPS",
+    "LOBES",
+    "LOCATIONS",
+    "TYPE_ZONES",
+    "FindingSpec",
+    "PhantomSummary",
+    "PixelBox",
+    "PlannedFinding",
+    "PlannedStudy",
+    "RenderedStudy",
+    "StudySpec",
+    "plan_release",
+    "render_study",
+    "size_cm",
+    "write_phantom_release",
+]
