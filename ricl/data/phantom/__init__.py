@@ -7,13 +7,6 @@ for a seed.
 """
 
 from ricl.data.phantom.findings import (
-    BILATERAL_ZONES,
-    FINDING_TYPES,
-    LABEL_GROUPS,
-    LABELS,
-    LOBES,
-    LOCATIONS,
-    TYPE_ZONES,
     FindingSpec,
     PixelBox,
     RenderedStudy,
@@ -21,14 +14,20 @@ from ricl.data.phantom.findings import (
     render_study,
     size_cm,
 )
+from ricl.data.phantom.plan import DEFAULT_SIZES, PlannedFinding, PlannedStudy, plan_release
+from ricl.data.phantom.vocab import (
+    BILATERAL_ZONES,
+    FINDING_TYPES,
+    LABEL_GROUPS,
+    LABELS,
+    LOBES,
+    LOCATIONS,
+    TYPE_ZONES,
+)
 from ricl.data.phantom.writer import (
     CSV_COLUMNS,
-    DEFAULT_SIZES,
     IMAGES_SUBDIR,
     PhantomSummary,
-    PlannedFinding,
-    PlannedStudy,
-    plan_release,
     write_phantom_release,
 )
 
