@@ -1,0 +1,54 @@
+"""Retrieval encoders, chosen by name or path: ``ricl.encoders.load(spec)``.
+
+Specs:
+    ``hf:<hub id or dir>``   any transformers dual encoder (SigLIP, SigLIP2, CLIP)
+    ``lofi:<dir>``           a LoFi model directory (config JSON + safetensors)
+    ``<dir>``                a directory: its ``ricl_encoder.json`` names the kind; a plain
+                             Hugging Face directory (``config.json``) loads as ``hf``
+    ``<hub id>``             anything else loads as ``hf`` (needs the hub or a local cache)
+
+Nothing heavy is imported until an encoder is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ricl.encoders.base import Encoder, ImageEncoding
+from ricl.registry import Registry
+
+__all__ = ["ENCODERS", "Encoder", "ImageEncoding", "load", "resolve"]
+
+ENCODERS = Registry(
+    "encoder",
+    {
+        "hf": "ricl.encoders.hf:load_hf_encoder",
+        "lofi": "ricl.encoders.lofi.encoder:load_lofi_encoder",
+    },
+)
+
+KIND_FILE = "ricl_encoder.json"
+
+
+def resolve(spec: str | Path) -> tuple[str, str]:
+    """``spec`` -> ``(kind, target)`` by the rules in the module docstring."""
+    text = str(spec)
+    kind, sep, rest = text.partition(":")
+    if sep and kind in ENCODERS and not Path(text).exists():
+        return kind, rest
+    path = Path(text)
+    if path.is_dir():
+        marker = path / KIND_FILE
+        if marker.is_file():
+            return json.loads(marker.read_text())["kind"], text
+        return "hf", text
+    return "hf", text
+
+
+def load(spec: str | Path, **options: Any) -> Encoder:
+    """Load an encoder by spec (see module docstring). ``options`` go to the kind's loader
+    (e.g. ``device``, ``trust_remote_code`` for ``hf``, which stays off unless asked)."""
+    kind, target = resolve(spec)
+    return ENCODERS.get(kind)(target, **options)
