@@ -57,8 +57,9 @@ def build_word_tokenizer(
         min_frequency=min_frequency,
         special_tokens=specials + [t for t in extra_tokens if t not in specials],
     )
-    digits = [str(d) for d in range(10)]
-    tok.train_from_iterator([*corpus, " ".join(digits)], trainer=trainer)
+    # digits and the punctuation of box answers are always in the vocabulary, whatever the corpus
+    always = " ".join(str(d) for d in range(10)) + ' [ ] ( ) { } < > , . : ; " \' - / % = _'
+    tok.train_from_iterator([*corpus, always], trainer=trainer)
     bos = SPECIAL_TOKENS["bos_token"]
     tok.post_processor = processors.TemplateProcessing(
         single=f"{bos} $A", pair=f"{bos} $A $B", special_tokens=[(bos, tok.token_to_id(bos))]

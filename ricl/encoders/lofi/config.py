@@ -1,0 +1,142 @@
+"""LoFi model configuration: data, validated in one place, unknown keys rejected.
+
+Sizes are config, not code: the tiny phantom preset and a full-size recipe (SigLIP2
+so400m vision tower + gemma-3-270m-it decoder) are the same classes with different
+numbers. Tower configs are plain dicts of the transformers config classes
+(``SiglipVisionConfig``, ``SiglipTextConfig``, and any causal-LM config chosen by its
+``model_type``, e.g. ``qwen2`` or ``gemma3_text``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = ["LoFiConfig", "LoRAConfig", "LossWeights", "tiny_config"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LossWeights(_Strict):
+    """Weight of each ``*_loss`` term; the trainer sums ``weight * term``. A weight of 0
+    switches the term off (it is then not computed). LoFi: sigmoid + 5 x the autoregressive terms."""
+
+    sigmoid: float = Field(1.0, ge=0)
+    caption: float = Field(5.0, ge=0)
+    location: float = Field(5.0, ge=0)
+    pseudo_seg: float = Field(0.0, ge=0)
+    region_contrast: float = Field(0.0, ge=0)
+
+    def of(self, loss_key: str) -> float:
+        """Weight for a loss key such as ``caption_loss``."""
+        return float(getattr(self, loss_key.removesuffix("_loss")))
+
+
+class LoRAConfig(_Strict):
+    """LoRA (peft) on the attention projections of both towers, as LoFi does."""
+
+    r: int = Field(8, ge=1)
+    alpha: int = Field(16, ge=1)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj")
+
+
+class LoFiConfig(_Strict):
+    """Everything needed to rebuild a LoFi model (saved as ``config.json`` in its directory)."""
+
+    image_size: int = Field(224, ge=16)
+    embed_dim: int = Field(256, ge=8)
+    vision: dict[str, Any] = Field(default_factory=dict)
+    text: dict[str, Any] = Field(default_factory=dict)
+    decoder: dict[str, Any] = Field(default_factory=lambda: {"model_type": "qwen2"})
+    # Optional pretrained initialisation (HF id or local dir); None = random init.
+    vision_pretrained: str | None = None
+    decoder_pretrained: str | None = None
+    projector_pool: int = Field(2, ge=1)
+    max_text_length: int = Field(64, ge=4)
+    max_target_length: int = Field(96, ge=4)
+    grounding_share: float = Field(0.5, ge=0, le=1)
+    seg_percentile: float = Field(85.0, gt=0, lt=100)
+    seg_sigma: float = Field(1.0, ge=0)
+    lora: LoRAConfig | None = None
+    weights: LossWeights = LossWeights()
+
+    @model_validator(mode="after")
+    def _check(self) -> LoFiConfig:
+        if "model_type" not in self.decoder:
+            raise ValueError("decoder config needs a 'model_type' (e.g. 'qwen2', 'gemma3_text')")
+        patch = self.vision.get("patch_size", 16)
+        if self.image_size % patch:
+            raise ValueError(
+                f"image_size {self.image_size} must be a multiple of patch_size {patch}"
+            )
+        grid = self.image_size // patch
+        if grid % self.projector_pool:
+            raise ValueError(
+                f"patch grid {grid} must be divisible by projector_pool {self.projector_pool}"
+            )
+        return self
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        g = self.image_size // self.vision.get("patch_size", 16)
+        return (g, g)
+
+    # ------------------------------------------------------------------ files
+    @classmethod
+    def from_file(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> LoFiConfig:
+        """Read JSON or YAML; ``overrides`` are dotted keys (``weights.caption=0``)."""
+        path = Path(path)
+        text = path.read_text()
+        if path.suffix in {".yaml", ".yml"}:
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            data = json.loads(text)
+        return cls.model_validate(apply_overrides(data, overrides or {}))
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2)
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Set dotted keys in a nested dict copy: ``{"weights.caption": 0}``."""
+    out = json.loads(json.dumps(data))
+    for dotted, value in overrides.items():
+        node = out
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise TypeError(f"override {dotted!r}: {p!r} is not a section")
+        node[leaf] = value
+    return out
+
+
+def tiny_config(image_size: int = 64, **changes: Any) -> LoFiConfig:
+    """A CPU-sized LoFi (≈1 M parameters): 8 px patches, 2-layer towers and decoder.
+
+    Used by tests and by the phantom recipes; ``changes`` override top-level fields.
+    """
+    base: dict[str, Any] = {
+        "image_size": image_size,
+        "embed_dim": 64,
+        "vision": {"patch_size": 8, "hidden_size": 64, "intermediate_size": 128,
+                   "num_hidden_layers": 2, "num_attention_heads": 4},
+        "text": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+                 "num_attention_heads": 4},
+        "decoder": {"model_type": "qwen2", "hidden_size": 64, "intermediate_size": 128,
+                    "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+                    "max_position_embeddings": 256, "tie_word_embeddings": True},
+        "projector_pool": 2,
+        "max_text_length": 32,
+        "max_target_length": 48,
+    }  # fmt: skip
+    base.update(changes)
+    return LoFiConfig.model_validate(base)

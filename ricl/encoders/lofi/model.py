@@ -1,0 +1,230 @@
+"""The LoFi model: SigLIP towers + attention pooling + a projector into a small causal LM.
+
+Shapes (B images, N = h * w patches, C vision width, D embed_dim, H decoder width):
+
+    pixel_values (B, 3, S, S) -> vision tower -> patch tokens (B, N, C)
+    attention pooling (SigLIP MAP head)       -> pooled (B, C) -> image_proj -> (B, D)
+    masked attention pooling over a box       -> region (M, C) -> image_proj -> (M, D)
+    text tower (last token, SigLIP style)     -> (B, D)
+    avg-pool patch grid by projector_pool, MLP -> image tokens (B, N / pool^2, H) -> decoder
+
+Global, region and text embeddings share one space (``image_proj`` serves global and
+region pooling), so retrieval by image, by image + region and by phrase all work.
+``forward(batch)`` returns a dict of named loss terms (``*_loss``) plus logged scalars;
+the trainer sums ``weight * term`` over the ``*_loss`` keys.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ricl.encoders.lofi import losses as L
+from ricl.encoders.lofi.config import LoFiConfig
+
+__all__ = ["LoFiModel"]
+
+_META_KEYS = {"architectures", "transformers_version", "_name_or_path", "model_type", "torch_dtype",
+              "dtype", "id2label", "label2id", "output_attentions", "output_hidden_states"}  # fmt: skip
+
+
+def _tower_dict(cfg: Any) -> dict[str, Any]:
+    """A transformers config -> plain kwargs that rebuild the same architecture."""
+    return {k: v for k, v in cfg.to_dict().items() if k not in _META_KEYS}
+
+
+class LoFiModel(nn.Module):
+    """Build with :meth:`build` (fresh or pretrained towers) or load with ``encoder.load_lofi_model``."""
+
+    def __init__(self, config: LoFiConfig) -> None:
+        """Random-init modules from a complete config (``text.vocab_size`` and the decoder's
+        ``vocab_size`` set, as :meth:`build` and saved configs have them)."""
+        super().__init__()
+        from transformers import (
+            AutoConfig,
+            AutoModelForCausalLM,
+            SiglipTextConfig,
+            SiglipTextModel,
+            SiglipVisionConfig,
+            SiglipVisionModel,
+        )
+
+        self.config = config
+        vcfg = SiglipVisionConfig(
+            **{**config.vision, "image_size": config.image_size, "vision_use_head": True}
+        )
+        tcfg = SiglipTextConfig(
+            **{**config.text, "max_position_embeddings": config.max_text_length}
+        )
+        dkw = {k: v for k, v in config.decoder.items() if k != "model_type"}
+        dcfg = AutoConfig.for_model(config.decoder["model_type"], **dkw)
+        self.vision = SiglipVisionModel(vcfg)
+        self.text = SiglipTextModel(tcfg)
+        self.decoder = AutoModelForCausalLM.from_config(dcfg)
+        c, t, d, h = vcfg.hidden_size, tcfg.hidden_size, config.embed_dim, dcfg.hidden_size
+        self.image_proj = nn.Linear(c, d)
+        self.text_proj = nn.Linear(tcfg.projection_size or t, d)
+        self.projector = nn.Sequential(nn.Linear(c, h), nn.GELU(), nn.Linear(h, h))
+        self.seg_head = nn.Sequential(nn.Linear(c, c // 2), nn.GELU(), nn.Linear(c // 2, 1))
+        self.logit_scale, self.logit_bias = L.init_logit_params()
+        self.region_logit_scale, self.region_logit_bias = L.init_logit_params()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def build(cls, config: LoFiConfig, text_tokenizer: Any, decoder_tokenizer: Any) -> LoFiModel:
+        """A fresh model. When the config names pretrained weights (``vision_pretrained``: a
+        SigLIP dual encoder; ``decoder_pretrained``: a causal LM), those are loaded and their
+        architectures replace the config's tower dicts, so the saved config rebuilds them."""
+        from transformers import AutoModelForCausalLM, SiglipModel
+
+        updates: dict[str, Any] = {"text": {**config.text, "vocab_size": len(text_tokenizer)}}
+        sig = dec = None
+        if config.vision_pretrained:
+            sig = SiglipModel.from_pretrained(config.vision_pretrained)
+            vis, txt = _tower_dict(sig.config.vision_config), _tower_dict(sig.config.text_config)
+            updates |= {"vision": vis, "text": txt, "image_size": vis.pop("image_size"),
+                        "max_text_length": txt.pop("max_position_embeddings"), "vision_pretrained": None}  # fmt: skip
+        if config.decoder_pretrained:
+            dec = AutoModelForCausalLM.from_pretrained(config.decoder_pretrained)
+            updates |= {"decoder": {"model_type": dec.config.model_type, **_tower_dict(dec.config)},
+                        "decoder_pretrained": None}  # fmt: skip
+        else:
+            kw = {k: v for k, v in config.decoder.items() if k != "model_type"}
+            kw.setdefault("vocab_size", len(decoder_tokenizer))
+            for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
+                kw.setdefault(name, getattr(decoder_tokenizer, name))
+            updates["decoder"] = {"model_type": config.decoder["model_type"], **kw}
+        config = LoFiConfig.model_validate({**config.model_dump(), **updates})
+        model = cls(config)
+        if sig is not None:
+            model.vision.load_state_dict(sig.vision_model.state_dict())
+            model.text.load_state_dict(sig.text_model.state_dict())
+        if dec is not None:
+            model.decoder = dec
+        if config.lora is not None:
+            model.apply_lora()
+        return model
+
+    def apply_lora(self) -> None:
+        """Wrap both towers' attention projections with LoRA adapters (peft)."""
+        from peft import LoraConfig, inject_adapter_in_model
+
+        lc = self.config.lora
+        assert lc is not None
+        peft_cfg = LoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout,
+                              target_modules=list(lc.target_modules))  # fmt: skip
+        inject_adapter_in_model(peft_cfg, self.vision)
+        inject_adapter_in_model(peft_cfg, self.text)
+
+    # ------------------------------------------------------------------ towers
+    @property
+    def grid(self) -> tuple[int, int]:
+        return self.config.grid
+
+    def vision_tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) -> post-layernorm patch tokens (B, N, C)."""
+        return self.vision(pixel_values=pixel_values).last_hidden_state
+
+    def attention_pool(
+        self, tokens: torch.Tensor, keep: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """SigLIP MAP-head pooling, optionally restricted to ``keep`` (B, N) bool patches.
+
+        Returns pooled (B, C) and head-averaged attention weights (B, N).
+        """
+        head = self.vision.head
+        probe = head.probe.expand(tokens.shape[0], -1, -1)
+        pad = None if keep is None else ~keep
+        out, weights = head.attention(probe, tokens, tokens, key_padding_mask=pad,
+                                      need_weights=True, average_attn_weights=True)  # fmt: skip
+        out = out + head.mlp(head.layernorm(out))
+        return out[:, 0], weights[:, 0]
+
+    def image_embeds(self, pixel_values: torch.Tensor) -> dict[str, torch.Tensor]:
+        """-> ``embeds`` (B, D) normalized, ``tokens`` (B, N, C), ``attn`` (B, N)."""
+        tokens = self.vision_tokens(pixel_values)
+        pooled, attn = self.attention_pool(tokens)
+        return {
+            "embeds": F.normalize(self.image_proj(pooled), dim=-1),
+            "tokens": tokens,
+            "attn": attn,
+        }
+
+    def region_embeds(
+        self, tokens: torch.Tensor, masks: torch.Tensor, image_index: torch.Tensor
+    ) -> torch.Tensor:
+        """Regions: ``masks`` (M, N) bool patches of image ``image_index`` (M,) -> (M, D) normalized."""
+        if masks.shape[0] == 0:
+            return tokens.new_zeros((0, self.config.embed_dim))
+        pooled, _ = self.attention_pool(tokens[image_index], keep=masks)
+        return F.normalize(self.image_proj(pooled), dim=-1)
+
+    def text_embeds(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, T) ids padded to max_text_length -> (B, D) normalized (SigLIP: last-token pooling)."""
+        pooled = self.text(input_ids=input_ids, attention_mask=attention_mask).pooler_output
+        return F.normalize(self.text_proj(pooled), dim=-1)
+
+    def image_prefix(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Patch tokens (B, N, C) -> decoder prefix (B, N / pool², H)."""
+        b, _, c = tokens.shape
+        h, w = self.grid
+        p = self.config.projector_pool
+        grid = tokens.transpose(1, 2).reshape(b, c, h, w)
+        pooled = F.avg_pool2d(grid, p).flatten(2).transpose(1, 2)
+        return self.projector(pooled)
+
+    def decoder_loss(self, prefix: torch.Tensor, ids: torch.Tensor, labels: torch.Tensor,
+                     mask: torch.Tensor) -> torch.Tensor:  # fmt: skip
+        """LM loss of ``ids`` (B, T) after the image prefix; ``labels`` -100 where unsupervised."""
+        emb = self.decoder.get_input_embeddings()(ids)
+        inputs = torch.cat([prefix.to(emb.dtype), emb], dim=1)
+        pre = torch.ones(prefix.shape[:2], dtype=mask.dtype, device=mask.device)
+        full_mask = torch.cat([pre, mask], dim=1)
+        full_labels = torch.cat(
+            [torch.full(prefix.shape[:2], -100, dtype=labels.dtype, device=labels.device), labels],
+            1,
+        )
+        logits = self.decoder(inputs_embeds=inputs, attention_mask=full_mask).logits
+        return L.lm_loss(logits, full_labels)
+
+    # ------------------------------------------------------------------ training
+    def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """One training step's loss terms for a collated batch (see ``lofi.data.LoFiCollator``)."""
+        w = self.config.weights
+        img = self.image_embeds(batch["pixel_values"])
+        out: dict[str, torch.Tensor] = {}
+        if w.sigmoid > 0 or w.region_contrast > 0:
+            txt = self.text_embeds(batch["text_ids"], batch["text_mask"])
+        if w.sigmoid > 0:
+            out["sigmoid_loss"] = L.sigmoid_loss(img["embeds"], txt, self.logit_scale, self.logit_bias,
+                                                 positives=batch["positives"])  # fmt: skip
+        if w.caption > 0 or w.location > 0:
+            prefix = self.image_prefix(img["tokens"])
+            if w.caption > 0:
+                out["caption_loss"] = self.decoder_loss(prefix, *batch["caption"])
+            if w.location > 0:
+                out["location_loss"] = self.decoder_loss(prefix, *batch["location"])
+        if w.pseudo_seg > 0:
+            body = L.body_mask_from_pixels(batch["pixel_values"], self.grid)
+            b = img["attn"].shape[0]
+            target = L.pseudo_masks_from_attention(img["attn"].detach().reshape(b, *self.grid), body,
+                                                   self.config.seg_percentile, self.config.seg_sigma)  # fmt: skip
+            logits = self.seg_head(img["tokens"]).reshape(b, *self.grid)
+            out["pseudo_seg_loss"] = L.dice_bce_loss(logits, target)
+        if w.region_contrast > 0:
+            regions = self.region_embeds(
+                img["tokens"], batch["region_masks"], batch["region_image"]
+            )
+            phrases = self.text_embeds(batch["region_text_ids"], batch["region_text_mask"])
+            out["region_contrast_loss"] = L.region_contrast_loss(
+                regions,
+                phrases,
+                self.region_logit_scale,
+                self.region_logit_bias,
+                batch["region_same"],
+            )
+        out["logit_scale"] = self.logit_scale.detach().exp()
+        return out

@@ -1,0 +1,243 @@
+"""Training of the LoFi encoder: seeded, resumable, with periodic retrieval evaluation.
+
+A run directory holds::
+
+    config.json          the resolved TrainConfig (model config included)
+    log.jsonl            one line per logged step (loss terms) and per evaluation
+    checkpoint/          latest LoFi model directory + trainer_state.json + optimizer.safetensors
+    model/               the final LoFi model directory (``ricl.encoders.load`` reads it)
+    metrics.json         the final retrieval evaluation
+
+Batches are a pure function of (seed, step): the epoch permutation comes from
+``default_rng([seed, epoch])`` and the collator's choices from ``default_rng([seed, step])``,
+so a resumed run sees exactly the batches an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from ricl.encoders.lofi.config import LoFiConfig, apply_overrides, tiny_config
+
+__all__ = ["TrainConfig", "train_encoder"]
+
+
+class TrainConfig(BaseModel):
+    """Everything a training run needs; unknown keys are rejected."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str = "phantom"
+    root: str
+    images: str | None = None
+    train_split: str = "train"
+    eval_split: str = "test"
+    max_train_studies: int | None = Field(None, ge=1)
+    max_eval_studies: int | None = Field(None, ge=1)
+    model: LoFiConfig = Field(default_factory=tiny_config)
+    steps: int = Field(300, ge=1)
+    batch_size: int = Field(16, ge=2)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_steps: int = Field(20, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
+    seed: int = 0
+    log_every: int = Field(10, ge=1)
+    eval_every: int = Field(0, ge=0)  # 0: evaluate only at the end
+    checkpoint_every: int = Field(100, ge=1)
+    out_dir: str = "runs/encoder"
+    device: str = "auto"
+
+    @classmethod
+    def from_file(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+        """YAML or JSON recipe + dotted overrides (``model.weights.caption=0``)."""
+        import yaml
+
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        return cls.model_validate(apply_overrides(data, overrides or {}))
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def _lr_lambda(cfg: TrainConfig):
+    def f(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / (cfg.warmup_steps + 1)
+        progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return f
+
+
+def _batch_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
+    per_epoch = max(1, n // batch_size)
+    epoch, k = divmod(step, per_epoch)
+    perm = np.random.default_rng([seed, epoch]).permutation(n)
+    return perm[k * batch_size : (k + 1) * batch_size]
+
+
+def _save_state(run: Path, model: Any, tok: Any, optimizer: Any, step: int) -> None:
+    """Checkpoint: model directory + optimizer tensors (safetensors) + JSON state. Never pickle."""
+    import torch
+    from safetensors.torch import save_file
+
+    from ricl.encoders.lofi.encoder import save_lofi_model
+
+    ckpt = save_lofi_model(model, tok, tok, run / "checkpoint")
+    tensors: dict[str, torch.Tensor] = {}
+    for idx, state in optimizer.state_dict()["state"].items():
+        for key, value in state.items():
+            tensors[f"{idx}.{key}"] = value.detach().cpu().contiguous()
+    save_file(tensors, str(ckpt / "optimizer.safetensors"))
+    (ckpt / "trainer_state.json").write_text(json.dumps({"step": step}))
+
+
+def _load_state(run: Path, model: Any, optimizer: Any) -> int:
+    import torch
+    from safetensors.torch import load_file, load_model
+
+    ckpt = run / "checkpoint"
+    load_model(model, str(ckpt / "model.safetensors"))
+    flat = load_file(str(ckpt / "optimizer.safetensors"))
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in flat.items():
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = value
+    sd = optimizer.state_dict()
+    optimizer.load_state_dict({"state": state, "param_groups": sd["param_groups"]})
+    return int(json.loads((ckpt / "trainer_state.json").read_text())["step"])
+
+
+def _log(run: Path, row: dict[str, Any]) -> None:
+    with (run / "log.jsonl").open("a") as fh:
+        fh.write(json.dumps(row) + "\n")
+
+
+def train_encoder(
+    cfg: TrainConfig, *, resume: bool = False, progress: bool = True, stop_after: int | None = None
+) -> dict[str, Any] | None:
+    """Train a LoFi encoder; returns the final retrieval metrics (also in ``metrics.json``).
+
+    ``resume=True`` continues from ``out_dir/checkpoint`` (same batches as an uninterrupted
+    run); without it an existing run directory is refused rather than overwritten.
+    ``stop_after=N`` ends this call after global step N (with a checkpoint) and returns
+    None: time-sliced training, and how the tests interrupt a run.
+
+    Raises:
+        RiclError: the run directory exists without ``resume``, or the dataset is bad.
+    """
+    import torch
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from ricl.data.registry import load_dataset
+    from ricl.encoders.lofi.data import CAPTION_PROMPT, LoFiCollator, load_samples
+    from ricl.encoders.lofi.encoder import LoFiEncoder, load_lofi_model, save_lofi_model
+    from ricl.encoders.lofi.model import LoFiModel
+    from ricl.encoders.tokenizer import build_word_tokenizer
+    from ricl.errors import RiclError
+
+    run = Path(cfg.out_dir)
+    if run.exists() and any(run.iterdir()) and not resume:
+        raise RiclError(
+            f"{run}: run directory exists; pass --resume to continue it or choose another out_dir"
+        )
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "config.json").write_text(cfg.model_dump_json(indent=2))
+    torch.manual_seed(cfg.seed)
+    device = _device(cfg.device)
+
+    ds = load_dataset(cfg.dataset, cfg.root, cfg.images)
+    train_studies = ds.studies_of(cfg.train_split)[: cfg.max_train_studies]
+    eval_studies = ds.studies_of(cfg.eval_split)[: cfg.max_eval_studies]
+    samples = load_samples(train_studies, ds.image_file, cfg.model.image_size)
+    if len(samples) < cfg.batch_size:
+        raise RiclError(
+            f"{cfg.root}: {len(samples)} training studies, fewer than batch_size {cfg.batch_size}"
+        )
+
+    ckpt = run / "checkpoint"
+    if resume and ckpt.is_dir():
+        model, tok, _ = load_lofi_model(ckpt, device=device)
+    else:
+        corpus = [s.report for s in samples] + [
+            CAPTION_PROMPT,
+            'Detect all instances of "".',
+            "Describe the region.",
+        ]
+        tok = build_word_tokenizer(corpus)
+        model = LoFiModel.build(cfg.model, tok, tok)
+    model.to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    start = _load_state(run, model, optimizer) if resume and ckpt.is_dir() else 0
+    for group in optimizer.param_groups:
+        group.setdefault("initial_lr", cfg.lr)  # LambdaLR needs it to start at step > 0
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg), last_epoch=start - 1)
+    weights = model.config.weights
+
+    def evaluate(step: int) -> dict[str, Any]:
+        from ricl.evaluation.retrieval import evaluate_retrieval
+
+        model.eval()
+        metrics = evaluate_retrieval(LoFiEncoder(model, tok, device=device), train_studies, eval_studies,
+                                     ds.image_file)  # fmt: skip
+        model.train()
+        _log(run, {"step": step, "eval": metrics})
+        return metrics
+
+    columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+               TextColumn("{task.fields[losses]}"), TimeRemainingColumn()]  # fmt: skip
+    t0 = time.perf_counter()
+    with Progress(*columns, disable=not progress) as bar:
+        task = bar.add_task("train-encoder", total=cfg.steps, completed=start, losses="")
+        for step in range(start, cfg.steps):
+            collate = LoFiCollator(model.config, tok, tok, seed=cfg.seed * 1_000_003 + step)
+            batch = collate(
+                [samples[i] for i in _batch_indices(len(samples), cfg.batch_size, cfg.seed, step)]
+            )
+            batch = {
+                k: (v.to(device) if hasattr(v, "to") else tuple(x.to(device) for x in v))
+                for k, v in batch.items()
+            }
+            terms = model(batch)
+            loss = sum(weights.of(k) * v for k, v in terms.items() if k.endswith("_loss"))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            done = step + 1
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                row = {"step": done, "loss": loss.item(), **{k: v.item() for k, v in terms.items()},
+                       "lr": scheduler.get_last_lr()[0], "seconds": round(time.perf_counter() - t0, 2)}  # fmt: skip
+                _log(run, row)
+                bar.update(
+                    task,
+                    losses=" ".join(
+                        f"{k[:4]}={v.item():.2f}" for k, v in terms.items() if k.endswith("_loss")
+                    ),
+                )
+            if cfg.eval_every and done % cfg.eval_every == 0 and done < cfg.steps:
+                evaluate(done)
+            stopping = stop_after is not None and done >= stop_after
+            if (done % cfg.checkpoint_every == 0 or stopping) and done < cfg.steps:
+                _save_state(run, model, tok, optimizer, done)
+            bar.update(task, completed=done)
+            if stopping and done < cfg.steps:
+                return None
+    save_lofi_model(model.eval(), tok, tok, run / "model")
+    metrics = {"train_seconds": round(time.perf_counter() - t0, 2), **evaluate(cfg.steps)}
+    (run / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
