@@ -196,6 +196,82 @@ def demo(
     run_demo(workdir, studies=studies, seed=seed, size=size, console=_console())
 
 
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set", help="Override a config key: --set model.weights.caption=0 (repeatable)."
+    ),
+]
+
+
+def _overrides(pairs: list[str] | None) -> dict[str, Any]:
+    """``["a.b=1", "c=x"]`` -> ``{"a.b": 1, "c": "x"}``; values parsed as YAML scalars."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"--set expects key=value, got {pair!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+@app.command("train-encoder")
+def train_encoder_cmd(
+    config: Annotated[Path, typer.Option("--config", help="Training recipe (YAML).")],
+    overrides: SetOpt = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in out_dir.")] = False,
+) -> None:
+    """Train the LoFi encoder (seeded, resumable, progress bar with loss terms)."""
+    from ricl.encoders.train import TrainConfig, train_encoder
+
+    cfg = TrainConfig.from_file(config, _overrides(overrides))
+    metrics = train_encoder(cfg, resume=resume)
+    typer.echo(json.dumps(metrics, indent=2))
+    typer.echo(f"model: {Path(cfg.out_dir) / 'model'}")
+
+
+@app.command("eval-retrieval")
+def eval_retrieval_cmd(
+    encoder: Annotated[
+        str, typer.Option("--encoder", help="Encoder spec: a directory, hf:ID, lofi:DIR.")
+    ],
+    dataset: DatasetOpt,
+    root: RootOpt,
+    images: ImagesOpt = None,
+    split: Annotated[str, typer.Option("--split", help="Query split.")] = "test",
+    gallery_split: Annotated[str, typer.Option("--gallery-split", help="Gallery split.")] = "train",
+    json_out: JsonOpt = False,
+) -> None:
+    """Image<->text R@k, location-aware and location-conditioned precision@k of an encoder."""
+    from ricl.data.registry import load_dataset
+    from ricl.encoders import load
+    from ricl.evaluation.retrieval import evaluate_retrieval
+
+    ds = load_dataset(dataset, root, images)
+    metrics = evaluate_retrieval(
+        load(encoder), ds.studies_of(gallery_split), ds.studies_of(split), ds.image_file
+    )
+    if json_out:
+        typer.echo(json.dumps(metrics, indent=2))
+    else:
+        _print_metrics(f"{encoder} on {dataset} {split}", metrics)
+
+
+@app.command("ablate-encoder")
+def ablate_encoder_cmd(
+    config: Annotated[Path, typer.Option("--config", help="Ablation recipe (YAML).")],
+    overrides: SetOpt = None,
+) -> None:
+    """Train every arm x seed of an encoder ablation (resumable) and write the table."""
+    from ricl.encoders.ablation import AblationConfig, run_ablation
+
+    cfg = AblationConfig.from_file(config, _overrides(overrides))
+    run_ablation(cfg, console=_console())
+    typer.echo((Path(cfg.out_dir) / "results.md").read_text())
+
+
 def main() -> None:
     """Console entry point: RiclError -> one red line on stderr, exit status 2."""
     try:
