@@ -80,7 +80,15 @@ class LoFiModel(nn.Module):
         architectures replace the config's tower dicts, so the saved config rebuilds them."""
         from transformers import AutoModelForCausalLM, SiglipModel
 
-        updates: dict[str, Any] = {"text": {**config.text, "vocab_size": len(text_tokenizer)}}
+        special = {
+            k: getattr(text_tokenizer, k) for k in ("pad_token_id", "bos_token_id", "eos_token_id")
+        }
+        text = {
+            **config.text,
+            "vocab_size": len(text_tokenizer),
+            **{k: v for k, v in special.items() if v is not None},
+        }
+        updates: dict[str, Any] = {"text": text}
         sig = dec = None
         if config.vision_pretrained:
             sig = SiglipModel.from_pretrained(config.vision_pretrained)
