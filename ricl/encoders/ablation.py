@@ -72,7 +72,8 @@ def run_ablation(
 
     Returns one row per arm: ``{"arm", "n_seeds", "<metric>_mean", "<metric>_std", "train_seconds_mean"}``.
     """
-    cells = [(arm, seed) for arm in cfg.arms for seed in cfg.seeds]
+    # seed-major: after each seed every arm has a result, so a partial run is still a comparison
+    cells = [(arm, seed) for seed in cfg.seeds for arm in cfg.arms]
     for arm, seed in cells:
         tc = cfg.cell(arm, seed)  # validate every cell before training any
         if console is not None:

@@ -58,7 +58,7 @@ def build_word_tokenizer(
         special_tokens=specials + [t for t in extra_tokens if t not in specials],
     )
     # digits and the punctuation of box answers are always in the vocabulary, whatever the corpus
-    always = " ".join(str(d) for d in range(10)) + ' [ ] ( ) { } < > , . : ; " \' - / % = _'
+    always = " ".join(str(d) for d in range(10)) + " [ ] ( ) { } < > , . : ; \" ' - / % = _"
     tok.train_from_iterator([*corpus, always], trainer=trainer)
     bos = SPECIAL_TOKENS["bos_token"]
     tok.post_processor = processors.TemplateProcessing(

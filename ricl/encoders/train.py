@@ -180,7 +180,16 @@ def train_encoder(
         tok = build_word_tokenizer(corpus)
         model = LoFiModel.build(cfg.model, tok, tok)
     model.to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # no weight decay on biases, norms, embeddings' scalars and the logit scale/bias (as open_clip)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "logit" not in n]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or "logit" in n]
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": cfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=cfg.lr,
+    )
     start = _load_state(run, model, optimizer) if resume and ckpt.is_dir() else 0
     for group in optimizer.param_groups:
         group.setdefault("initial_lr", cfg.lr)  # LambdaLR needs it to start at step > 0

@@ -61,6 +61,10 @@ class LoFiConfig(_Strict):
     max_text_length: int = Field(64, ge=4)
     max_target_length: int = Field(96, ge=4)
     grounding_share: float = Field(0.5, ge=0, le=1)
+    # SigLIP's t' = log 10, b = -10 suit batches of thousands; with small batches the prior
+    # log-odds of a positive pair is about -log(B - 1), and b moves slowly from -10 under Adam.
+    logit_scale_init: float = Field(10.0, gt=0)
+    logit_bias_init: float = -10.0
     seg_percentile: float = Field(85.0, gt=0, lt=100)
     seg_sigma: float = Field(1.0, ge=0)
     lora: LoRAConfig | None = None

@@ -69,8 +69,12 @@ class LoFiModel(nn.Module):
         self.text_proj = nn.Linear(tcfg.projection_size or t, d)
         self.projector = nn.Sequential(nn.Linear(c, h), nn.GELU(), nn.Linear(h, h))
         self.seg_head = nn.Sequential(nn.Linear(c, c // 2), nn.GELU(), nn.Linear(c // 2, 1))
-        self.logit_scale, self.logit_bias = L.init_logit_params()
-        self.region_logit_scale, self.region_logit_bias = L.init_logit_params()
+        self.logit_scale, self.logit_bias = L.init_logit_params(
+            config.logit_scale_init, config.logit_bias_init
+        )
+        self.region_logit_scale, self.region_logit_bias = L.init_logit_params(
+            config.logit_scale_init, config.logit_bias_init
+        )
 
     # ------------------------------------------------------------------ construction
     @classmethod
