@@ -160,3 +160,17 @@ def test_training_resumes_to_the_same_weights(tmp_path, phantom):
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
     losses = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in losses if "loss" in r] == [2, 4, 6, 8]
+
+
+def test_mean_text_pooling_ignores_padding(tok):
+    torch.manual_seed(0)
+    model = LoFiModel.build(
+        tiny_config(64, text_pooling="mean", max_text_length=40), tok, tok
+    ).eval()
+    enc = tok(["small nodule in the right upper lobe"], return_tensors="pt")
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    pad = torch.full((1, 8), tok.pad_token_id)
+    with torch.no_grad():
+        a = model.text_embeds(ids, mask)
+        b = model.text_embeds(torch.cat([ids, pad], 1), torch.cat([mask, torch.zeros_like(pad)], 1))
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=0)

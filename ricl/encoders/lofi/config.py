@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -63,6 +63,9 @@ class LoFiConfig(_Strict):
     grounding_share: float = Field(0.5, ge=0, le=1)
     # SigLIP's t' = log 10, b = -10 suit batches of thousands; with small batches the prior
     # log-odds of a positive pair is about -log(B - 1), and b moves slowly from -10 under Adam.
+    # "last": SigLIP's last-token pooling (keep it for pretrained SigLIP text towers);
+    # "mean": masked mean over tokens, which trains from scratch far more readily.
+    text_pooling: Literal["last", "mean"] = "last"
     logit_scale_init: float = Field(10.0, gt=0)
     logit_bias_init: float = -10.0
     seg_percentile: float = Field(85.0, gt=0, lt=100)

@@ -175,8 +175,13 @@ class LoFiModel(nn.Module):
         return F.normalize(self.image_proj(pooled), dim=-1)
 
     def text_embeds(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """(B, T) ids padded to max_text_length -> (B, D) normalized (SigLIP: last-token pooling)."""
-        pooled = self.text(input_ids=input_ids, attention_mask=attention_mask).pooler_output
+        """(B, T) ids padded to max_text_length -> (B, D) normalized (``config.text_pooling``)."""
+        out = self.text(input_ids=input_ids, attention_mask=attention_mask)
+        if self.config.text_pooling == "last":
+            pooled = out.pooler_output
+        else:
+            m = attention_mask.unsqueeze(-1).to(out.last_hidden_state.dtype)
+            pooled = self.text.head((out.last_hidden_state * m).sum(1) / m.sum(1).clamp(min=1))
         return F.normalize(self.text_proj(pooled), dim=-1)
 
     def image_prefix(self, tokens: torch.Tensor) -> torch.Tensor:
