@@ -174,3 +174,23 @@ def test_mean_text_pooling_ignores_padding(tok):
         a = model.text_embeds(ids, mask)
         b = model.text_embeds(torch.cat([ids, pad], 1), torch.cat([mask, torch.zeros_like(pad)], 1))
     torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+def test_batchnorm_embeddings_train_spread_and_round_trip(tmp_path, samples, tok, phantom):
+    torch.manual_seed(0)
+    model = LoFiModel.build(tiny_config(64, batchnorm_embeddings=True), tok, tok)
+    batch = LoFiCollator(model.config, tok, tok)(samples[:8])
+    with torch.no_grad():
+        emb = model.image_embeds(batch["pixel_values"])["embeds"]  # training mode: batch statistics
+    # centred per batch: the mean embedding is far from unit length (no common mode)
+    assert emb.mean(0).norm() < 0.5
+    assert model.image_norm.num_batches_tracked.item() == 1
+    model.eval()
+    path = save_lofi_model(model, tok, tok, tmp_path / "bn")
+    files = [phantom.image_file(s) for s in phantom.studies_of("train")[:2]]
+    a = E.load(str(path)).encode_images(files).embeddings
+    np.testing.assert_allclose(
+        a, LoFiEncoder(model, tok).encode_images(files).embeddings, atol=1e-6
+    )
+    full = E.load(str(path)).encode_regions(files[:1], [[Box(0, 0, 1, 1)]])
+    np.testing.assert_allclose(full[0], a[0], atol=1e-5)

@@ -66,6 +66,10 @@ class LoFiConfig(_Strict):
     # "last": SigLIP's last-token pooling (keep it for pretrained SigLIP text towers);
     # "mean": masked mean over tokens, which trains from scratch far more readily.
     text_pooling: Literal["last", "mean"] = "last"
+    # BatchNorm (no affine) on projected image/text features before L2 normalization. Trained
+    # from random init on look-alike images, both towers start near-constant and SigLIP's loss
+    # collapses them onto its prior (all cosines equal); centring the batch removes that mode.
+    batchnorm_embeddings: bool = False
     logit_scale_init: float = Field(10.0, gt=0)
     logit_bias_init: float = -10.0
     seg_percentile: float = Field(85.0, gt=0, lt=100)

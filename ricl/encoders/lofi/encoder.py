@@ -142,7 +142,6 @@ class LoFiEncoder:
     def encode_images(self, images: Sequence[ImageInput], batch_size: int = 16) -> ImageEncoding:
         """-> embeddings (n, D), patch tokens (n, N, C), grid, per-image letterbox transforms."""
         import torch
-        import torch.nn.functional as F
 
         embs, toks, transforms = [], [], []
         with torch.inference_mode():
@@ -150,9 +149,7 @@ class LoFiEncoder:
                 pixels, ts = self._prepare(images[i : i + batch_size])
                 tokens = self._forward_tokens(pixels)
                 pooled, _ = self.model.attention_pool(tokens)
-                embs.append(
-                    F.normalize(self.model.image_proj(pooled), dim=-1).float().cpu().numpy()
-                )
+                embs.append(self.model.project_image(pooled).float().cpu().numpy())
                 toks.append(tokens.float().cpu().numpy())
                 transforms += ts
         d, c = self.embed_dim, self.model.vision.config.hidden_size

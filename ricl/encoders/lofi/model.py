@@ -67,6 +67,9 @@ class LoFiModel(nn.Module):
         c, t, d, h = vcfg.hidden_size, tcfg.hidden_size, config.embed_dim, dcfg.hidden_size
         self.image_proj = nn.Linear(c, d)
         self.text_proj = nn.Linear(tcfg.projection_size or t, d)
+        bn = config.batchnorm_embeddings
+        self.image_norm = nn.BatchNorm1d(d, affine=False) if bn else nn.Identity()
+        self.text_norm = nn.BatchNorm1d(d, affine=False) if bn else nn.Identity()
         self.projector = nn.Sequential(nn.Linear(c, h), nn.GELU(), nn.Linear(h, h))
         self.seg_head = nn.Sequential(nn.Linear(c, c // 2), nn.GELU(), nn.Linear(c // 2, 1))
         self.logit_scale, self.logit_bias = L.init_logit_params(
@@ -160,7 +163,7 @@ class LoFiModel(nn.Module):
         tokens = self.vision_tokens(pixel_values)
         pooled, attn = self.attention_pool(tokens)
         return {
-            "embeds": F.normalize(self.image_proj(pooled), dim=-1),
+            "embeds": self.project_image(pooled),
             "tokens": tokens,
             "attn": attn,
         }
@@ -172,7 +175,14 @@ class LoFiModel(nn.Module):
         if masks.shape[0] == 0:
             return tokens.new_zeros((0, self.config.embed_dim))
         pooled, _ = self.attention_pool(tokens[image_index], keep=masks)
-        return F.normalize(self.image_proj(pooled), dim=-1)
+        return self.project_image(pooled)
+
+    def project_image(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Pooled vision features (B, C) -> embeddings (B, D), L2-normalized (global and regions)."""
+        z = self.image_proj(pooled)
+        if z.shape[0] > 1 or not self.training:  # BatchNorm cannot train on one row
+            z = self.image_norm(z)
+        return F.normalize(z, dim=-1)
 
     def text_embeds(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """(B, T) ids padded to max_text_length -> (B, D) normalized (``config.text_pooling``)."""
@@ -182,7 +192,10 @@ class LoFiModel(nn.Module):
         else:
             m = attention_mask.unsqueeze(-1).to(out.last_hidden_state.dtype)
             pooled = self.text.head((out.last_hidden_state * m).sum(1) / m.sum(1).clamp(min=1))
-        return F.normalize(self.text_proj(pooled), dim=-1)
+        z = self.text_proj(pooled)
+        if z.shape[0] > 1 or not self.training:
+            z = self.text_norm(z)
+        return F.normalize(z, dim=-1)
 
     def image_prefix(self, tokens: torch.Tensor) -> torch.Tensor:
         """Patch tokens (B, N, C) -> decoder prefix (B, N / pool², H)."""
