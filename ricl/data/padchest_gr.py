@@ -30,9 +30,22 @@ from ricl.data.dataset import GroundingDataset, SkippedRecord, canonical_split, 
 from ricl.errors import DatasetFormatError, ImageLoadError, InvalidBoxError
 from ricl.types import Box, Finding, Instance, Study
 
-__all__ = ["DEFAULT_IMAGES_SUBDIR", "find_reports_file", "load_padchest_gr", "parse_list_string"]
+__all__ = [
+    "DEFAULT_IMAGES_SUBDIR",
+    "MASTER_TABLE_COLUMNS",
+    "find_reports_file",
+    "load_padchest_gr",
+    "parse_list_string",
+]
 
 DEFAULT_IMAGES_SUBDIR = Path("Padchest_GR_files") / "PadChest_GR"
+# master_table.csv header of the official release, in order (the phantom writer uses it too)
+MASTER_TABLE_COLUMNS: tuple[str, ...] = (
+    "StudyID", "ImageID", "label", "boxes_count", "extra_boxes_count", "locations", "prior_study",
+    "progression_status", "prior_imageID", "sentence_en", "sentence_es", "study_is_benchmark",
+    "study_is_validation", "split", "PatientID", "patient_is_benchmark", "PatientBirth",
+    "PatientSex_DICOM", "StudyDate_DICOM", "StudyDate", "PatientAge", "label_group", "Year",
+)  # fmt: skip
 OnError = Literal["raise", "skip"]
 Reference = Literal["primary", "extra", "both"]
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ricl.data.padchest_gr import DEFAULT_IMAGES_SUBDIR, MASTER_TABLE_COLUMNS
 from ricl.data.phantom.findings import PixelBox, StudySpec, render_study
 from ricl.data.phantom.plan import DEFAULT_SIZES, PlannedStudy, plan_release
 from ricl.data.phantom.vocab import LABEL_GROUPS
@@ -36,32 +37,8 @@ __all__ = [
     "write_phantom_release",
 ]
 
-IMAGES_SUBDIR = Path("Padchest_GR_files") / "PadChest_GR"
-CSV_COLUMNS: tuple[str, ...] = (
-    "StudyID",
-    "ImageID",
-    "label",
-    "boxes_count",
-    "extra_boxes_count",
-    "locations",
-    "prior_study",
-    "progression_status",
-    "prior_imageID",
-    "sentence_en",
-    "sentence_es",
-    "study_is_benchmark",
-    "study_is_validation",
-    "split",
-    "PatientID",
-    "patient_is_benchmark",
-    "PatientBirth",
-    "PatientSex_DICOM",
-    "StudyDate_DICOM",
-    "StudyDate",
-    "PatientAge",
-    "label_group",
-    "Year",
-)
+IMAGES_SUBDIR = DEFAULT_IMAGES_SUBDIR  # the release layout the reader expects
+CSV_COLUMNS = MASTER_TABLE_COLUMNS
 
 
 @dataclass(frozen=True, slots=True)
