@@ -25,6 +25,15 @@ app = typer.Typer(
 data_app = typer.Typer(help="Inspect grounding datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
+
+def _mount_index_app() -> None:
+    from ricl.retrieval.cli import index_app  # light: faiss is imported by the commands
+
+    app.add_typer(index_app, name="index", help="Build and query exemplar indexes.")
+
+
+_mount_index_app()
+
 DatasetOpt = Annotated[str, typer.Option("--dataset", help="padchest-gr, ms-cxr or phantom.")]
 RootOpt = Annotated[
     Path, typer.Option("--root", help="The dataset release folder (or MS-CXR CSV).")
