@@ -272,12 +272,15 @@ def eval_retrieval_cmd(
 def ablate_encoder_cmd(
     config: Annotated[Path, typer.Option("--config", help="Ablation recipe (YAML).")],
     overrides: SetOpt = None,
+    report_only: Annotated[
+        bool, typer.Option("--report-only", help="Train nothing; tabulate the cells already done.")
+    ] = False,
 ) -> None:
     """Train every arm x seed of an encoder ablation (resumable) and write the table."""
     from ricl.encoders.ablation import AblationConfig, run_ablation
 
     cfg = AblationConfig.from_file(config, _overrides(overrides))
-    run_ablation(cfg, console=_console())
+    run_ablation(cfg, console=_console(), report_only=report_only)
     typer.echo((Path(cfg.out_dir) / "results.md").read_text())
 
 

@@ -70,3 +70,11 @@ def test_ablation_trains_every_cell_once_and_writes_the_table(tmp_path, release)
     assert (
         out / "lofi" / "seed1" / "metrics.json"
     ).stat().st_mtime_ns == stamp  # done cells are not retrained
+    # report-only tabulates what is done and trains nothing, even for a new seed
+    r = runner.invoke(
+        app,
+        ["ablate-encoder", "--config", str(cfg_path), "--set", "seeds=[0, 1, 2]", "--report-only"],
+    )
+    assert r.exit_code == 0, r.output
+    assert not (out / "lofi" / "seed2").exists()
+    assert "| lofi | 2 |" in (out / "results.md").read_text()

@@ -66,10 +66,12 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def run_ablation(
-    cfg: AblationConfig, *, progress: bool = True, console: Any = None
+    cfg: AblationConfig, *, progress: bool = True, console: Any = None, report_only: bool = False
 ) -> list[dict[str, Any]]:
     """Train every (arm, seed) cell not done yet; write ``results.md`` / ``results.csv``.
 
+    ``report_only=True`` trains nothing and tabulates the cells already done (``n_seeds``
+    says how many per arm; arms with none are left out).
     Returns one row per arm: ``{"arm", "n_seeds", "<metric>_mean", "<metric>_std", "train_seconds_mean"}``.
     """
     # seed-major: after each seed every arm has a result, so a partial run is still a comparison
@@ -82,6 +84,8 @@ def run_ablation(
     for arm, seed in cells:
         tc = cfg.cell(arm, seed)
         done = Path(tc.out_dir) / "metrics.json"
+        if report_only and not done.is_file():
+            continue
         if not done.is_file():
             resume = (Path(tc.out_dir) / "checkpoint").is_dir()
             if not resume and Path(tc.out_dir).exists():
@@ -92,6 +96,8 @@ def run_ablation(
         results[arm].append(json.loads(done.read_text()))
     rows = []
     for arm, runs in results.items():
+        if not runs:
+            continue
         row: dict[str, Any] = {"arm": arm, "n_seeds": len(runs)}
         for m in [*cfg.metrics, "train_seconds"]:
             mean, std = _mean_std([float(r.get(m, float("nan"))) for r in runs])
@@ -108,9 +114,13 @@ def _write_tables(cfg: AblationConfig, rows: list[dict[str, Any]]) -> None:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    head = ["arm", *cfg.metrics, "train s"]
+    head = ["arm", "seeds", *cfg.metrics, "train s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [f"{r[f'{m}_mean']:.3f} ± {r[f'{m}_std']:.3f}" for m in cfg.metrics]
-        lines.append(f"| {r['arm']} | " + " | ".join(cells) + f" | {r['train_seconds_mean']:.0f} |")
+        lines.append(
+            f"| {r['arm']} | {r['n_seeds']} | "
+            + " | ".join(cells)
+            + f" | {r['train_seconds_mean']:.0f} |"
+        )
     (out / "results.md").write_text("\n".join(lines) + "\n")
