@@ -7,6 +7,8 @@ from hypothesis import strategies as st
 from ricl.boxes.geometry import box_iou, greedy_match, union_area, union_iou
 from ricl.types import Box
 
+from .strategies import boxes
+
 
 def raster_area(boxes, n=200):
     """Independent check: count covered cells of an n x n grid on dyadic-aligned boxes."""
@@ -66,16 +68,6 @@ def test_greedy_match_one_to_one_by_descending_iou():
     assert greedy_match(preds2, gold2, threshold=0.99) == [m2[0]]
     with pytest.raises(ValueError):
         greedy_match(preds, gold, threshold=1.5)
-
-
-coord = st.floats(0, 1, allow_nan=False)
-
-
-@st.composite
-def boxes(draw):
-    x0, x1 = sorted(draw(st.lists(coord, min_size=2, max_size=2, unique=True)))
-    y0, y1 = sorted(draw(st.lists(coord, min_size=2, max_size=2, unique=True)))
-    return Box(x0, y0, x1, y1)
 
 
 @settings(max_examples=200, deadline=None)

@@ -32,6 +32,8 @@ from ricl.evaluation.rodeo import (
 )
 from ricl.types import Box, Instance, Prediction
 
+from .strategies import boxes
+
 
 def B(*v: float) -> Box:
     return Box(*v)
@@ -441,16 +443,6 @@ def test_imports_stay_light():
 
 
 # ------------------------------------------------------------------------ properties
-_coord = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
-
-
-@st.composite
-def boxes(draw) -> Box:
-    x0, x1 = sorted(draw(st.lists(_coord, min_size=2, max_size=2, unique=True)))
-    y0, y1 = sorted(draw(st.lists(_coord, min_size=2, max_size=2, unique=True)))
-    return Box(x0, y0, x1, y1)
-
-
 box_sets = st.lists(boxes(), max_size=5)
 
 

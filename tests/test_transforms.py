@@ -7,6 +7,8 @@ from PIL import Image
 from ricl.boxes.transforms import SquareTransform, center_crop, letterbox
 from ricl.types import Box
 
+from .strategies import boxes
+
 
 def test_letterbox_records_exact_transform():
     t = letterbox(1000, 500, 100)
@@ -53,17 +55,6 @@ def test_letterbox_from_square_cuts_padding():
 
 
 sizes = st.integers(8, 4000)
-coord = st.floats(0, 1, allow_nan=False)
-
-
-@st.composite
-def boxes(draw):
-    # at least 1e-6 wide and high: far below a pixel, above float round-off of the offsets
-    x0 = draw(st.floats(0, 1 - 1e-6))
-    y0 = draw(st.floats(0, 1 - 1e-6))
-    x1 = draw(st.floats(x0 + 1e-6, 1))
-    y1 = draw(st.floats(y0 + 1e-6, 1))
-    return Box(x0, y0, x1, y1)
 
 
 @settings(max_examples=300, deadline=None)
