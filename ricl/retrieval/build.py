@@ -38,6 +38,7 @@ from ricl.retrieval.manifest import (
 )
 from ricl.retrieval.store import (
     check_replaceable,
+    default_index_config,
     make_faiss_index,
     publish,
     write_faiss,
@@ -193,6 +194,11 @@ def build_index(
     embeddings: one per gold box, ``(n_boxes, d)``. ``encoder_spec`` (default
     ``encoder.name``) is recorded so that queries can load the same encoder.
 
+    ``index``: the FAISS index of both files; None (default) picks one per file by its size
+    (:func:`ricl.retrieval.store.default_index_config`: exact ``flat`` up to
+    ``FLAT_MAX_VECTORS`` vectors, ``hnsw`` above). The manifest's ``index`` then records the
+    global file's choice; ``indexes`` records what each file actually holds.
+
     Resumable: see the module docstring. Returns the written manifest.
 
     Raises:
@@ -204,7 +210,6 @@ def build_index(
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    index = index or IndexConfig()
     out = Path(out_dir)
     check_replaceable(out)  # before any work
     split = canonical_split(split, dataset.name)
@@ -254,8 +259,9 @@ def build_index(
     staging = work / "index"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
-    g_index, g_info = make_faiss_index(g_all, index, seed)
-    r_index, r_info = make_faiss_index(r_all, index, seed)
+    g_config = index or default_index_config(len(g_all))
+    g_index, g_info = make_faiss_index(g_all, g_config, seed)
+    r_index, r_info = make_faiss_index(r_all, index or default_index_config(len(r_all)), seed)
     write_faiss(g_index, staging / "global.faiss")
     write_faiss(r_index, staging / "regions.faiss")
     np.save(
@@ -285,7 +291,7 @@ def build_index(
             images_root=str(dataset.images_root) if dataset.images_root else None,
             include_normal=include_normal,
         ),
-        index=index,
+        index=g_config,
         indexes={
             "global": IndexFileInfo(file="global.faiss", ntotal=len(g_all), **g_info),
             "regions": IndexFileInfo(file="regions.faiss", ntotal=len(r_all), **r_info),

@@ -36,9 +36,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FILES",
+    "FLAT_MAX_VECTORS",
     "IndexConfig",
     "IndexStore",
     "Manifest",
+    "default_index_config",
     "load_index",
     "make_faiss_index",
     "publish",
@@ -48,6 +50,21 @@ FILES = ("manifest.json", "global.faiss", "regions.faiss", "regions.npy", "exemp
 
 
 # ---------------------------------------------------------------------------- faiss
+FLAT_MAX_VECTORS = 50_000
+"""Largest collection :func:`default_index_config` searches exactly (``flat``). One exact
+query scans ``n * d * 4`` bytes: about 1.5 ms at 50k x 768 on 2 cores, too slow for the
+agent's per-query budget at 100k and beyond, where HNSW answers in well under a
+millisecond at recall@10 ~1 on clustered embeddings (``bench/retrieval_scale.py``,
+``eval/results/retrieval_scale.md``)."""
+
+
+def default_index_config(n: int) -> IndexConfig:
+    """The index :func:`ricl.retrieval.build.build_index` builds over ``n`` vectors when no
+    config is given: exact (``flat``) up to :data:`FLAT_MAX_VECTORS`, ``hnsw`` (default
+    parameters) above."""
+    return IndexConfig(type="flat") if n <= FLAT_MAX_VECTORS else IndexConfig(type="hnsw")
+
+
 def make_faiss_index(
     vectors: np.ndarray, config: IndexConfig, seed: int = 0
 ) -> tuple[Any, dict[str, Any]]:
