@@ -438,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         f"- started {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
         "",
+        "",
     ]
     print("\n".join(header), flush=True)
     rows: list[Row] = []
@@ -470,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
                 est = prev[1] * (n / prev[0]) * max(1.0, math.log(n) / math.log(prev[0]))
                 if est > args.max_build_s:
                     rows.append(Row(n, label, {}, 0, 0, 0, 0, np.zeros(1), np.zeros(1), 0,
-                                    note=f"not run: build estimated at {est / 60:.0f} min"))  # fmt: skip
+                                    note=f"not run: build estimated at {est:.0f} s (--max-build-s)"))  # fmt: skip
                     print(table(rows[-1:]).splitlines()[-1], flush=True)
                     continue
             print(f"[{fmt_size(n)}] {label} ({cfg.params() or 'exact'}) ...", file=sys.stderr)
