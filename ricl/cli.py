@@ -34,6 +34,15 @@ def _mount_index_app() -> None:
 
 _mount_index_app()
 
+
+def _mount_prompt_app() -> None:
+    from ricl.prompting.cli import prompt_app  # light: jinja/yaml are imported by the commands
+
+    app.add_typer(prompt_app, name="prompt", help="List prompt strategies and render prompts.")
+
+
+_mount_prompt_app()
+
 DatasetOpt = Annotated[str, typer.Option("--dataset", help="padchest-gr, ms-cxr or phantom.")]
 RootOpt = Annotated[
     Path, typer.Option("--root", help="The dataset release folder (or MS-CXR CSV).")

@@ -306,3 +306,24 @@ class RiclExemplarRetriever(BaseRetriever):
         params = super()._get_ls_params(**kwargs)
         params["ls_embedding_model"] = self.retriever.store.manifest.encoder.name
         return params
+
+
+def grounding_runnable(agent: Any) -> Any:
+    """The agent as a langchain-core Runnable.
+
+    Input: a mapping with ``image`` and ``phrase`` and optionally the other
+    :class:`ricl.agent.GroundingQuery` fields (``k``, ``study_id``, ``patient_id``, ...).
+    Output: the :class:`ricl.agent.GroundingResult`. ``batch`` uses the agent's
+    ``ground_many`` (concurrent for the ``openai`` backend); ``ainvoke`` its async path.
+    """
+    from langchain_core.runnables import RunnableLambda
+
+    def invoke(inputs: dict[str, Any]) -> Any:
+        data = dict(inputs)
+        return agent.ground(data.pop("image"), data.pop("phrase"), **data)
+
+    async def ainvoke(inputs: dict[str, Any]) -> Any:
+        data = dict(inputs)
+        return await agent.aground(data.pop("image"), data.pop("phrase"), **data)
+
+    return RunnableLambda(invoke, afunc=ainvoke, name="ricl-grounding-agent")

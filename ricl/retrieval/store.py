@@ -16,10 +16,13 @@ leaves an index that loads. The metric is inner product on L2-normalized embeddi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import shutil
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -100,6 +103,23 @@ def make_faiss_index(
     if n:
         index.add(x)
     return index, {"type": kind, "params": params}
+
+
+_THREADS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """Run a FAISS call on one OpenMP thread, restoring the process setting after."""
+    import faiss
+
+    with _THREADS_LOCK:
+        before = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+        try:
+            yield
+        finally:
+            faiss.omp_set_num_threads(before)
 
 
 def _set_search(index: Any, info: IndexFileInfo, overrides: dict[str, int]) -> None:
@@ -185,6 +205,9 @@ class IndexStore:
         q = np.ascontiguousarray(queries, dtype=np.float32)
         if index.ntotal == 0 or k < 1:
             return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
+        if len(q) == 1:  # one query: OpenMP fan-out costs more than it saves (retrieval_scale.md)
+            with _one_thread():
+                return index.search(q, min(k, index.ntotal))
         return index.search(q, min(k, index.ntotal))
 
     def vectors(self, which: str, ids: np.ndarray) -> np.ndarray:

@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ricl.boxes.codecs.lofi import format_box_ints
+
 __all__ = [
     "body_mask_from_pixels",
     "dice_bce_loss",
@@ -204,28 +206,15 @@ def lm_loss(logits: Tensor, labels: Tensor, ignore_index: int = -100) -> Tensor:
     return total / count  # a sum over zero tokens is 0 and keeps its grad_fn
 
 
-def _box_ints(box: Sequence[float]) -> tuple[int, int, int, int]:
-    if len(box) != 4 or not all(math.isfinite(float(v)) for v in box):
-        raise ValueError(f"a box needs 4 finite coordinates, got {box!r}")
-    x1, y1, x2, y2 = (min(BOX_SCALE, max(0, round(float(v) * BOX_SCALE))) for v in box)
-    x1, x2 = min(x1, x2), max(x1, x2)
-    y1, y2 = min(y1, y2), max(y1, y2)
-    if x1 == x2:
-        x1, x2 = (x1, x2 + 1) if x2 < BOX_SCALE else (x1 - 1, x2)
-    if y1 == y2:
-        y1, y2 = (y1, y2 + 1) if y2 < BOX_SCALE else (y1 - 1, y2)
-    return x1, y1, x2, y2
-
-
 def format_box_answer(boxes: Sequence[tuple[float, float, float, float]]) -> str:
     """Boxes in [0, 1] of the padded square -> ``[[x1,y1,x2,y2],...]`` with integers 0..1000.
 
     Each coordinate is ``round(v * 1000)`` (Python round: half to even), clamped to 0..1000;
     swapped corners are reordered; a zero-width/height box is widened by one unit (towards
     1000 unless already there). Sorted by (x1, y1, x2, y2); no spaces; no box -> ``[]``.
+    The rule is defined once, by the ``lofi`` box codec (:func:`format_box_ints`).
     """
-    ints = sorted(_box_ints(b) for b in boxes)
-    return "[" + ",".join("[" + ",".join(str(v) for v in b) + "]" for b in ints) + "]"
+    return format_box_ints(boxes)
 
 
 _OUTER_RE = re.compile(r"\[\s*(\[[^\[\]]*\](?:\s*,\s*\[[^\[\]]*\])*)\s*\]")

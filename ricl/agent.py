@@ -1,0 +1,312 @@
+"""The grounding agent: image + phrase -> exemplars -> prompt -> VLM -> canonical boxes.
+
+    agent = GroundingAgent(AgentConfig(index="indexes/phantom", backend="openai",
+                                       backend_options={"base_url": "http://127.0.0.1:8000/v1"}))
+    result = agent.ground("query.png", "small nodule in the right upper lobe")
+    result.boxes        # canonical Box tuple (normalized, original image)
+    result.status       # ok | empty | parse_error
+    result.exemplars    # what the model was shown (ids, scores, the demonstrated boxes)
+    result.messages     # the rendered prompt, images as references
+    result.timings      # ms per step: retrieve, prompt, generate, parse, total
+
+A bad model answer is data (``status``), never an exception. Configuration problems
+raise :class:`AgentConfigError` / ``UnknownNameError``; transport problems raise
+:class:`ricl.vlm.errors.VLMError` (or, with ``raise_errors=False`` in
+:meth:`GroundingAgent.ground_many`, come back as ``status="error"`` results).
+Everything is injectable (``retriever``, ``backend``, ``codec``, ``strategy``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ricl.agent_config import AgentConfig
+from ricl.prompting.messages import Message, codec_frame
+from ricl.types import Box, Prediction, PredictionStatus
+
+if TYPE_CHECKING:
+    from ricl.boxes.codecs.base import BoxCodec
+    from ricl.prompting.builder import Prompt
+    from ricl.prompting.strategies import Strategy
+    from ricl.retrieval.retriever import Retriever
+    from ricl.vlm.base import Generation, VLMBackend, VLMRequest
+
+__all__ = ["AgentConfig", "GroundingAgent", "GroundingQuery", "GroundingResult"]
+
+
+@dataclass(frozen=True, slots=True)
+class GroundingQuery:
+    """One query. ``image``: a path or an in-memory image. ``study_id``/``patient_id``
+    feed the retriever's leakage guard; ``box`` the ``location`` selector; ``embedding`` a
+    precomputed query embedding ``(d,)`` that similarity selectors use instead of encoding
+    the image (the image is still what the model sees)."""
+
+    image: Any
+    phrase: str
+    k: int | None = None
+    embedding: Any = None
+    study_id: str | None = None
+    patient_id: str | None = None
+    box: Box | None = None
+    labels: tuple[str, ...] = ()
+    query_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GroundingResult:
+    """The answer to one query, with everything needed to audit it."""
+
+    phrase: str
+    boxes: tuple[Box, ...]
+    status: PredictionStatus
+    raw: str
+    exemplars: tuple[dict[str, Any], ...] = ()
+    messages: tuple[Message, ...] = ()
+    prompt_hash: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+    n_repaired: int = 0
+    n_dropped: int = 0
+    error: str | None = None
+    query_id: str | None = None
+    model: str = ""
+
+    def to_prediction(self, image_id: str) -> Prediction:
+        return Prediction(image_id, self.phrase, self.boxes, status=self.status, raw=self.raw)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able (boxes as lists, messages with image placeholders)."""
+        return {
+            "query_id": self.query_id,
+            "phrase": self.phrase,
+            "boxes": [b.to_list() for b in self.boxes],
+            "status": self.status,
+            "raw": self.raw,
+            "error": self.error,
+            "n_repaired": self.n_repaired,
+            "n_dropped": self.n_dropped,
+            "exemplars": list(self.exemplars),
+            "messages": [m.to_dict() for m in self.messages],
+            "prompt_hash": self.prompt_hash,
+            "timings": dict(self.timings),
+            "model": self.model,
+        }
+
+
+class GroundingAgent:
+    """Retrieval-augmented in-context grounding (see the module docstring).
+
+    Args:
+        config: an :class:`AgentConfig`, a mapping, or None for the defaults.
+        retriever / backend / codec / strategy: injected parts; built from ``config``
+            when None (the retriever only when the config names an index).
+    """
+
+    def __init__(
+        self,
+        config: AgentConfig | dict[str, Any] | None = None,
+        *,
+        retriever: Retriever | None = None,
+        backend: VLMBackend | None = None,
+        codec: BoxCodec | None = None,
+        strategy: Strategy | None = None,
+    ) -> None:
+        from ricl.boxes.codecs import get_codec
+        from ricl.prompting.strategies import load_strategy
+        from ricl.vlm import create_backend
+
+        if config is None:
+            config = AgentConfig(strategy="zero-shot", k=0)
+        self.config = config if isinstance(config, AgentConfig) else AgentConfig.load(config)
+        cfg = self.config
+        self.codec = codec or get_codec(cfg.codec, **cfg.codec_options)
+        base = strategy or load_strategy(cfg.strategy)
+        self.strategy = base.with_options(cfg.strategy_options)
+        self.backend = backend or create_backend(cfg.backend, **cfg.backend_options)
+        if retriever is None and cfg.index is not None and not self.strategy.zero_shot:
+            from ricl.retrieval.retriever import Retriever
+
+            retriever = Retriever(
+                cfg.index,
+                encoder=cfg.encoder,
+                allow_same_patient=cfg.allow_same_patient,
+                seed=cfg.seed,
+            )
+        self.retriever = retriever
+
+    @classmethod
+    def from_yaml(
+        cls, path: str, overrides: list[str] | None = None, **parts: Any
+    ) -> GroundingAgent:
+        return cls(AgentConfig.from_yaml(path, overrides), **parts)
+
+    # ------------------------------------------------------------------ steps
+    def prepare(self, query: GroundingQuery) -> tuple[Prompt, dict[str, float]]:
+        """Retrieve and render (no model call). Returns the prompt and step timings (ms)."""
+        from ricl.prompting.builder import build_prompt, exemplar_image, query_image
+        from ricl.retrieval.retriever import Query
+
+        t0 = time.perf_counter()
+        k = self.config.k if query.k is None else query.k
+        pairs: list[tuple[Any, Any]] = []
+        if k > 0 and not self.strategy.zero_shot:
+            if self.retriever is None:
+                from ricl.agent_config import AgentConfigError
+
+                raise AgentConfigError(
+                    f"strategy {self.strategy.name!r} with k={k} needs a retriever (index:)"
+                )
+            q = Query(
+                image=query.image,
+                embedding=query.embedding,
+                box=query.box,
+                phrase=query.phrase,
+                study_id=query.study_id,
+                patient_id=query.patient_id,
+                labels=tuple(query.labels),
+            )
+            found = self.retriever.retrieve(q, k=k, selector=self.config.selector)
+            for e in found:
+                ref = None
+                if self.strategy.exemplar_images:
+                    path = self.retriever.image_file(e, self.config.images_root)
+                    ref = exemplar_image(
+                        e, path, codec=self.codec, max_side=self.config.max_image_side
+                    )
+                pairs.append((e, ref))
+        t1 = time.perf_counter()
+        qref = query_image(query.image, codec=self.codec, max_side=self.config.max_image_side)
+        prompt = build_prompt(self.strategy, self.codec, query.phrase, qref, pairs)
+        t2 = time.perf_counter()
+        return prompt, {"retrieve": (t1 - t0) * 1e3, "prompt": (t2 - t1) * 1e3}
+
+    def request(self, query: GroundingQuery) -> tuple[VLMRequest, dict[str, float]]:
+        """The backend request for ``query`` (what :meth:`ground` sends)."""
+        from ricl.vlm.base import VLMRequest
+
+        prompt, timings = self.prepare(query)
+        return VLMRequest(prompt, query.phrase, self.codec), timings
+
+    def finish(
+        self,
+        query: GroundingQuery,
+        request: VLMRequest,
+        generation: Generation | None,
+        timings: dict[str, float],
+        error: str | None = None,
+    ) -> GroundingResult:
+        """Parse the answer into a result (``error`` set: a status ``error`` result)."""
+        prompt = request.prompt
+        t0 = time.perf_counter()
+        if generation is None:
+            boxes, status, raw, rep, drop, model = (), "error", "", 0, 0, ""
+        else:
+            parsed = self.codec.parse(
+                generation.text,
+                image_size=codec_frame(self.codec, prompt.query),
+                phrase=query.phrase,
+            )
+            boxes, status, raw = parsed.boxes, parsed.status, parsed.raw
+            rep, drop, model = parsed.n_repaired, parsed.n_dropped, generation.model
+            error = parsed.error
+        timings = {**timings, "parse": (time.perf_counter() - t0) * 1e3}
+        timings["total"] = sum(v for k, v in timings.items() if k != "model")
+        return GroundingResult(
+            phrase=query.phrase,
+            boxes=tuple(boxes),
+            status=status,  # type: ignore[arg-type]
+            raw=raw,
+            exemplars=tuple(_summary(d) for d in prompt.demos),
+            messages=prompt.messages,
+            prompt_hash=prompt.fingerprint,
+            timings=timings,
+            n_repaired=rep,
+            n_dropped=drop,
+            error=error,
+            query_id=query.query_id,
+            model=model,
+        )
+
+    # ------------------------------------------------------------------ API
+    def ground(
+        self, image: Any, phrase: str, k: int | None = None, **query: Any
+    ) -> GroundingResult:
+        """Ground ``phrase`` on ``image`` (a path or in-memory image). ``query`` keywords are
+        :class:`GroundingQuery` fields (study_id, patient_id, box, labels, query_id).
+
+        Raises VLMError (transport/server), QueryError (retrieval), PromptTemplateError.
+        """
+        q = GroundingQuery(image, phrase, k, **query)
+        request, timings = self.request(q)
+        t0 = time.perf_counter()
+        generation = self.backend.generate(request)
+        timings["generate"] = (time.perf_counter() - t0) * 1e3
+        return self.finish(q, request, generation, timings)
+
+    async def aground(
+        self, image: Any, phrase: str, k: int | None = None, **query: Any
+    ) -> GroundingResult:
+        """Async :meth:`ground` (retrieval and rendering in a worker thread)."""
+        q = GroundingQuery(image, phrase, k, **query)
+        request, timings = await asyncio.to_thread(self.request, q)
+        t0 = time.perf_counter()
+        generation = await self.backend.agenerate(request)
+        timings["generate"] = (time.perf_counter() - t0) * 1e3
+        return self.finish(q, request, generation, timings)
+
+    def ground_many(
+        self, queries: Iterable[GroundingQuery | dict[str, Any]], *, raise_errors: bool = True
+    ) -> list[GroundingResult]:
+        """Ground several queries, in order; the backend batches or runs them concurrently
+        (``openai``: up to ``max_concurrency`` in flight). With ``raise_errors=False`` a
+        transport failure makes every query of the batch a ``status="error"`` result that
+        keeps the message (an evaluation run records and retries them)."""
+        from ricl.vlm.errors import VLMError
+
+        qs = [q if isinstance(q, GroundingQuery) else GroundingQuery(**q) for q in queries]
+        prepared = [self.request(q) for q in qs]
+        t0 = time.perf_counter()
+        try:
+            gens: Sequence[Generation | None] = self.backend.generate_many([r for r, _ in prepared])
+            error = None
+        except VLMError as exc:
+            if raise_errors:
+                raise
+            gens, error = [None] * len(qs), str(exc)
+        per_query = (time.perf_counter() - t0) * 1e3 / max(1, len(qs))
+        return [
+            self.finish(q, r, g, {**t, "generate": per_query}, error)
+            for q, (r, t), g in zip(qs, prepared, gens, strict=True)
+        ]
+
+    def as_runnable(self) -> Any:
+        """A langchain-core Runnable: ``{"image": ..., "phrase": ..., ...}`` -> GroundingResult."""
+        from ricl.integrations.langchain import grounding_runnable
+
+        return grounding_runnable(self)
+
+    def settings(self) -> dict[str, Any]:
+        """What a run records: the config, backend, strategy version and retriever."""
+        return {
+            "config": self.config.model_dump(),
+            "strategy": {"name": self.strategy.name, "version": self.strategy.version},
+            "codec": self.codec.name,
+            "backend": self.backend.settings(),
+            "retriever": self.retriever.settings() if self.retriever is not None else None,
+        }
+
+
+def _summary(demo: Any) -> dict[str, Any]:
+    e = demo.exemplar
+    return {
+        "exemplar_id": e.exemplar_id,
+        "study_id": e.study_id,
+        "image_id": e.image_id,
+        "score": e.score,
+        "phrase": demo.finding.phrase,
+        "boxes": [b.to_list() for b in demo.finding.boxes],
+        "similarity": demo.similarity,
+    }

@@ -1,0 +1,104 @@
+"""What models really emit: one row per quirk, per codec (see ``ricl.boxes.codecs``).
+
+Every row parses ``raw`` on a 1000 x 1000 image, where the letterbox (medgemma, lofi) and
+the centre crop (maira2) are the identity, so expected boxes read directly in 0..1 units.
+``expected`` is a list of ``[x0, y0, x1, y1]`` or, where the frame arithmetic is not the
+point, the number of boxes.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ricl.boxes.codecs import get_codec
+
+SIZE = (1000, 1000)
+B = [0.1, 0.2, 0.5, 0.6]  # the usual box: (100,200)-(500,600) on 0..1000
+M = [0.105, 0.205, 0.505, 0.605]  # maira2 bins 10/20/50/60 read back as bin centres
+QB = "<|box_start|>(100,200),(500,600)<|box_end|>"
+QR = "<|object_ref_start|>effusion<|object_ref_end|>"
+J = '{"bbox_2d": [100, 200, 500, 600], "label": "a"}'  # one qwen3vl object
+J_BRACKETS = '{"bbox_2d": [100, 200, 500, 600], "label": "opacity [RUL] (2 cm)"}'
+
+CASES = [
+    # name, raw, status, expected boxes or count, n_repaired, n_dropped
+    ("qwen2vl", f"Sure. {QR}{QB} Hope it helps!", "ok", [B], 0, 0),
+    ("qwen2vl", "<|box_start|>( 100 , 200 ),\n (500,600)\n<|box_end|>", "ok", [B], 0, 0),
+    ("qwen2vl", "<|box_start|>(500,600),(100,200)<|box_end|>", "ok", [B], 1, 0),
+    ("qwen2vl", "<|box_start|>(100,200),(1003,600)<|box_end|>", "ok", [[0.1, 0.2, 1.0, 0.6]], 1, 0),
+    ("qwen2vl", "<|box_start|>(100.0,200.0),(500.0,600.0)<|box_end|>", "ok", [B], 0, 0),
+    ("qwen2vl", f"{QB}<|box_start|>(700,80", "ok", [B], 0, 0),  # truncated second box
+    ("qwen2vl", "<|box_start|>(100,200),(500,600)", "ok", [B], 0, 0),  # missing close at end
+    ("qwen2vl", f"{QR}<|box_start|>(100,2", "parse_error", 0, 0, 0),
+    ("qwen2vl", f"<|object_ref_start|>opacity (2 cm) [RUL]<|object_ref_end|>{QB}", "ok", [B], 0, 0),
+    ("qwen2vl", f"{QR}{QB}\n{QR}{QB}", "ok", 2, 0, 0),  # several answers
+    ("qwen2vl", "<|box_start|>(100,200)<|box_end|>", "parse_error", 0, 0, 1),  # wrong arity
+    ("qwen2vl", "No pneumothorax is seen.", "empty", 0, 0, 0),
+    ("qwen2vl", "Not present.", "empty", 0, 0, 0),
+    ("qwen2vl", "The image shows a chest radiograph.", "parse_error", 0, 0, 0),
+    ("qwen3vl", f"```json\n[\n  {J},\n]\n```", "ok", [B], 0, 0),  # fence, trailing comma
+    ("qwen3vl", "[{'bbox_2d': [100, 200, 500, 600], 'label': 'effusion'}]", "ok", [B], 0, 0),
+    ("qwen3vl", f'[{J}, {{"bbox_2d": [700, 7', "ok", [B], 0, 0),  # truncated
+    ("qwen3vl", '{"bbox_2d": [100,200,500,600]}\n{"bbox_2d": [600,200,900,600]}', "ok", 2, 0, 0),
+    ("qwen3vl", f"Found: [{J_BRACKETS}]. Done", "ok", [B], 0, 0),  # prose, brackets in label
+    ("qwen3vl", '[{"bbox_2d": [-3, 200, 500, 600]}]', "ok", [[0.0, 0.2, 0.5, 0.6]], 1, 0),
+    ("qwen3vl", '[{"bbox_2d": [100, 200, 100, 600]}]', "parse_error", 0, 0, 1),  # no area
+    ("qwen3vl", '[{"bbox_2d": [100, 200, 500]}]', "parse_error", 0, 0, 1),  # wrong arity
+    ("qwen3vl", "[100, 200, 500, 600]", "ok", [B], 0, 0),  # a bare box
+    ("qwen3vl", "[]", "empty", 0, 0, 0),
+    ("qwen3vl", "```json\n[]\n```", "empty", 0, 0, 0),
+    ("qwen3vl", f"[{J}", "ok", [B], 0, 0),  # list unclosed
+    ("qwen3vl", "There is no pleural effusion in this image.", "empty", 0, 0, 0),
+    ("qwen3vl", '[{"bbox_2d": "left lower lobe"}]', "parse_error", 0, 0, 1),
+    ("qwen25vl", '```json\n[{"bbox_2d": [98, 196, 490, 588], "label": "x"}]\n```', "ok", [B], 0, 0),
+    ("qwen25vl", '[{"bbox_2d": [0, 0, 990, 490]}]', "ok", [[0, 0, 1, 0.5]], 1, 0),  # frame 980
+    ("medgemma", '[{"box_2d": [200, 100, 600, 500], "label": "a"}]', "ok", [B], 0, 0),  # y first
+    ("medgemma", "There is no evidence of pneumothorax.", "empty", 0, 0, 0),
+    ("medgemma", '```json\n[{"box_2d": [200, 100, 600, 500]}, {"box_2d": [2', "ok", [B], 0, 0),
+    ("internvl", "<ref>a</ref><box>[[100, 200, 500, 600], [6, 2, 9, 6]]</box>", "ok", 2, 0, 0),
+    ("internvl", "<ref>a</ref><box>[[100, 200, 500, 600], [600, 2", "ok", [B], 0, 0),
+    ("internvl", "<box>\n[[100,200,\n 500,600]]\n</box>", "ok", [B], 0, 0),
+    ("internvl", "<ref>a (left) [b]</ref><box>[[100, 200, 500, 600]]</box>", "ok", [B], 0, 0),
+    ("internvl", "<box>[]</box>", "empty", 0, 0, 0),
+    ("maira2", "<obj>effusion<box><x10><y20><x50><y60></box></obj>", "ok", [M], 0, 0),
+    ("maira2", "<box><x50><y60><x10><y20></box>", "ok", [M], 1, 0),
+    ("maira2", "<box><y20><x10><y60><x50></box>", "parse_error", 0, 0, 1),  # y before x
+    ("maira2", "<obj>a<box><x10><y20><x50><y60></box><box><x1", "ok", [M], 0, 0),
+    ("maira2", "<obj>a<box> <x10> <y20>\n<x50> <y60> </box></obj>", "ok", [M], 0, 0),
+    ("chexagent", "<|ref|>a<|/ref|><|box|>(10,20),(50,60)<|/box|>", "ok", [B], 0, 0),
+    ("chexagent", "<|box|>(10,20),(101,60)<|/box|>", "ok", [[0.1, 0.2, 1.0, 0.6]], 1, 0),
+    ("chexagent", "Finding not visible.", "empty", 0, 0, 0),
+    ("lofi", "Answer: [[100,200,500,600]] (done)", "ok", [B], 0, 0),
+    ("lofi", "```\n[[100,200,500,600],]\n```", "ok", [B], 0, 0),
+    ("lofi", "```\n[]\n```", "empty", 0, 0, 0),
+    ("lofi", "[[100,200,500,600],[100,2", "ok", [B], 0, 0),
+    ("json", "[[0.6, 0.2, 0.1, 0.6], [0.1, 0.2, 0.5, 0.6]]", "ok", [[0.1, 0.2, 0.6, 0.6], B], 1, 0),
+    ("json", "[[0.1, 0.2, 0.5]]", "parse_error", 0, 0, 1),
+    ("json", "none", "empty", 0, 0, 0),
+    ("json", "No finding", "empty", 0, 0, 0),
+    ("json", "", "parse_error", 0, 0, 0),
+    ("json", "[[.1, .2, .5, .6]]", "ok", [B], 0, 0),  # not JSON, read by the regex fallback
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "status", "expected", "n_repaired", "n_dropped"),
+    CASES,
+    ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)],
+)
+def test_quirk(
+    name: str,
+    raw: str,
+    status: str,
+    expected: list[list[float]] | int,
+    n_repaired: int,
+    n_dropped: int,
+) -> None:
+    res = get_codec(name).parse(raw, image_size=SIZE)
+    assert res.raw == raw
+    assert (res.status, res.n_repaired, res.n_dropped) == (status, n_repaired, n_dropped), res
+    if isinstance(expected, int):
+        assert len(res.boxes) == expected
+    else:
+        assert [b.to_list() for b in res.boxes] == [pytest.approx(e, abs=1.5e-3) for e in expected]
+    assert (res.error is None) == (status != "parse_error")
