@@ -33,6 +33,9 @@ CASES = [
     ("qwen2vl", f"<|object_ref_start|>opacity (2 cm) [RUL]<|object_ref_end|>{QB}", "ok", [B], 0, 0),
     ("qwen2vl", f"{QR}{QB}\n{QR}{QB}", "ok", 2, 0, 0),  # several answers
     ("qwen2vl", "<|box_start|>(100,200)<|box_end|>", "parse_error", 0, 0, 1),  # wrong arity
+    ("qwen2vl", "effusion(100,200),(500,600)", "ok", [B], 0, 0),  # special tokens skipped
+    ("qwen2vl", "effusion (100,200),(500,600) (700,100),(900,300)", "ok", 2, 0, 0),
+    ("chexagent", "effusion(10,20),(50,60)", "ok", [B], 0, 0),  # special tokens skipped
     ("qwen2vl", "No pneumothorax is seen.", "empty", 0, 0, 0),
     ("qwen2vl", "Not present.", "empty", 0, 0, 0),
     ("qwen2vl", "The image shows a chest radiograph.", "parse_error", 0, 0, 0),

@@ -30,8 +30,15 @@ def pair_box_groups(text: str, open_re: re.Pattern[str], close_re: re.Pattern[st
 
     A closed tag gives all its numbers (missing parentheses tolerated; not 4 numbers is a
     dropped box). An unclosed tag gives a box only when its two pairs are complete.
+    Text with no opening tag at all is read for bare ``(x1,y1),(x2,y2)`` pairs: servers
+    decode with ``skip_special_tokens`` by default, which removes the box tags of models
+    whose tags are special tokens (Qwen2-VL), leaving ``phrase(x1,y1),(x2,y2)``.
     """
     found = Extracted()
+    if open_re.search(text) is None:
+        for m in _PAIRS.finditer(text):
+            found.groups.append(tuple(float(v) for v in m.groups()))
+        return found
     for content, closed in tag_contents(text, open_re, close_re):
         if closed:
             found.groups.append(numbers(content))
