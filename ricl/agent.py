@@ -282,6 +282,35 @@ class GroundingAgent:
             for q, (r, t), g in zip(qs, prepared, gens, strict=True)
         ]
 
+    async def aground_many(
+        self,
+        queries: Iterable[GroundingQuery | dict[str, Any]],
+        *,
+        max_concurrency: int = 8,
+        raise_errors: bool = True,
+    ) -> list[GroundingResult]:
+        """Async :meth:`ground_many`: at most ``max_concurrency`` queries in flight, results
+        in input order; with ``raise_errors=False`` failures become ``status="error"``."""
+        from ricl.vlm.errors import VLMError
+
+        qs = [q if isinstance(q, GroundingQuery) else GroundingQuery(**q) for q in queries]
+        gate = asyncio.Semaphore(max(1, max_concurrency))
+
+        async def one(q: GroundingQuery) -> GroundingResult:
+            async with gate:
+                request, timings = await asyncio.to_thread(self.request, q)
+                t0 = time.perf_counter()
+                try:
+                    generation = await self.backend.agenerate(request)
+                except VLMError as exc:
+                    if raise_errors:
+                        raise
+                    return self.finish(q, request, None, timings, str(exc))
+                timings["generate"] = (time.perf_counter() - t0) * 1e3
+                return self.finish(q, request, generation, timings)
+
+        return list(await asyncio.gather(*(one(q) for q in qs)))
+
     def as_runnable(self) -> Any:
         """A langchain-core Runnable: ``{"image": ..., "phrase": ..., ...}`` -> GroundingResult."""
         from ricl.integrations.langchain import grounding_runnable

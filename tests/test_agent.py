@@ -137,7 +137,10 @@ def test_async_and_runnable_views_agree_with_ground(phantom):
                                  "study_id": study.study_id})  # fmt: skip
     batch = runnable.batch([{"image": image, "phrase": finding.sentence_en,
                              "study_id": study.study_id}] * 2)  # fmt: skip
-    for r in (via_async, via_chain, *batch):
+    many = asyncio.run(agent.aground_many([GroundingQuery(image, finding.sentence_en,
+                                                          study_id=study.study_id)] * 3,
+                                           max_concurrency=2))  # fmt: skip
+    for r in (via_async, via_chain, *batch, *many):
         assert r.boxes == direct.boxes and r.prompt_hash == direct.prompt_hash
 
 
