@@ -202,3 +202,22 @@ def test_prompt_show_prints_the_messages_with_image_placeholders(images):
     assert "Locate: nodule right" in out.output and "[system]" in out.output
     listed = CliRunner().invoke(app, ["prompt", "list"])
     assert all(name in listed.output for name in SHIPPED)
+
+
+def test_qwen25vl_answers_are_written_in_each_exemplar_images_resized_frame(tmp_path):
+    codec = get_codec("qwen25vl", min_pixels=28 * 28, max_pixels=512 * 512)
+    small, large = tmp_path / "small.png", tmp_path / "large.png"
+    Image.new("L", (300, 150), 50).save(small)
+    Image.new("L", (1200, 400), 50).save(large)
+    exs = [exemplar(0, ["nodule right"], (300, 150)), exemplar(1, ["nodule right"], (1200, 400))]
+    pairs = [(exs[0], exemplar_image(exs[0], small, codec=codec, max_side=None)),
+             (exs[1], exemplar_image(exs[1], large, codec=codec, max_side=600))]  # fmt: skip
+    q = query_image(small, codec=codec, max_side=None)
+    prompt = build_prompt(load_strategy("k-shot"), codec, "nodule", q, pairs)
+    answers = [m.text for m in prompt.messages if m.role == "assistant"]
+    box = exs[0].findings[0].boxes[0]
+    for (e, ref), answer in zip(pairs, answers, strict=True):
+        w, h = codec.resized_size(ref.sent_size)
+        x0, y0 = round(box.x_min * w), round(box.y_min * h)
+        assert f"[{x0}, {y0}," in answer, (answer, w, h)
+    assert codec.resized_size((600, 200)) != codec.resized_size((1200, 400))
