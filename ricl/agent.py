@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ricl.agent_config import AgentConfig
+from ricl.errors import RiclError
 from ricl.prompting.messages import Message, codec_frame
 from ricl.types import Box, Prediction, PredictionStatus
 
@@ -219,7 +220,7 @@ class GroundingAgent:
             boxes=tuple(boxes),
             status=status,  # type: ignore[arg-type]
             raw=raw,
-            exemplars=tuple(_summary(d) for d in prompt.demos),
+            exemplars=tuple(self._summary(d) for d in prompt.demos),
             messages=prompt.messages,
             prompt_hash=prompt.fingerprint,
             timings=timings,
@@ -311,6 +312,26 @@ class GroundingAgent:
 
         return list(await asyncio.gather(*(one(q) for q in qs)))
 
+    def _summary(self, demo: Any) -> dict[str, Any]:
+        """What a result records about one demonstration (JSON-able)."""
+        e = demo.exemplar
+        image_file = None
+        if self.retriever is not None:
+            try:
+                image_file = str(self.retriever.image_file(e, self.config.images_root))
+            except RiclError:  # no images folder known: the id still names the exemplar
+                image_file = None
+        return {
+            "exemplar_id": e.exemplar_id,
+            "study_id": e.study_id,
+            "image_id": e.image_id,
+            "image_file": image_file,
+            "score": e.score,
+            "phrase": demo.finding.phrase,
+            "boxes": [b.to_list() for b in demo.finding.boxes],
+            "similarity": demo.similarity,
+        }
+
     def as_runnable(self) -> Any:
         """A langchain-core Runnable: ``{"image": ..., "phrase": ..., ...}`` -> GroundingResult."""
         from ricl.integrations.langchain import grounding_runnable
@@ -326,16 +347,3 @@ class GroundingAgent:
             "backend": self.backend.settings(),
             "retriever": self.retriever.settings() if self.retriever is not None else None,
         }
-
-
-def _summary(demo: Any) -> dict[str, Any]:
-    e = demo.exemplar
-    return {
-        "exemplar_id": e.exemplar_id,
-        "study_id": e.study_id,
-        "image_id": e.image_id,
-        "score": e.score,
-        "phrase": demo.finding.phrase,
-        "boxes": [b.to_list() for b in demo.finding.boxes],
-        "similarity": demo.similarity,
-    }

@@ -43,6 +43,16 @@ def _mount_prompt_app() -> None:
 
 _mount_prompt_app()
 
+
+def _mount_eval_commands() -> None:
+    from ricl.evaluation.cli import eval_cmd, experiment_cmd
+
+    app.command("eval")(eval_cmd)
+    app.command("experiment")(experiment_cmd)
+
+
+_mount_eval_commands()
+
 DatasetOpt = Annotated[str, typer.Option("--dataset", help="padchest-gr, ms-cxr or phantom.")]
 RootOpt = Annotated[
     Path, typer.Option("--root", help="The dataset release folder (or MS-CXR CSV).")
@@ -153,26 +163,46 @@ def phantom(
 
 @app.command()
 def score(
-    dataset: DatasetOpt,
-    root: RootOpt,
-    predictions: Annotated[Path, typer.Option("--predictions", help="Predictions, JSON lines.")],
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="padchest-gr, ms-cxr or phantom.")
+    ] = None,
+    root: Annotated[Path | None, typer.Option("--root", help="The dataset release folder.")] = None,
+    predictions: Annotated[
+        Path | None, typer.Option("--predictions", help="Predictions, JSON lines.")
+    ] = None,
+    run: Annotated[
+        Path | None, typer.Option("--run", help="Re-score an eval run directory (no model calls).")
+    ] = None,
     split: Annotated[str, typer.Option("--split", help="train, validation or test.")] = "test",
     images: ImagesOpt = None,
     json_out: JsonOpt = False,
     keep_unboxed: UnboxedOpt = False,
     no_rodeo: Annotated[bool, typer.Option("--no-rodeo", help="Skip RoDeO.")] = False,
+    allow_incomplete: Annotated[
+        bool, typer.Option("--allow-incomplete", help="Score a run with failed instances.")
+    ] = False,
 ) -> None:
-    """Score a predictions file against the gold instances of one split."""
-    from ricl.evaluation.scoring import score_predictions_file
+    """Score a predictions file against the gold instances of one split, or re-score an
+    evaluation run directory (`--run`; writes metrics.json, tables and report.html)."""
+    if run is not None:
+        from ricl.evaluation.runner import score_run
 
-    metrics = score_predictions_file(
-        dataset, root, predictions, split=split, images=images, keep_unboxed=keep_unboxed,
-        rodeo=not no_rodeo,
-    )  # fmt: skip
+        metrics = score_run(run, allow_incomplete=allow_incomplete, rodeo=not no_rodeo)
+        title = f"run {run}"
+    else:
+        if dataset is None or root is None or predictions is None:
+            raise typer.BadParameter("give --run DIR, or --dataset, --root and --predictions")
+        from ricl.evaluation.scoring import score_predictions_file
+
+        metrics = score_predictions_file(
+            dataset, root, predictions, split=split, images=images, keep_unboxed=keep_unboxed,
+            rodeo=not no_rodeo,
+        )  # fmt: skip
+        title = f"{dataset} {split}: {predictions}"
     if json_out:
         typer.echo(json.dumps(metrics, indent=2))
     else:
-        _print_metrics(f"{dataset} {split}: {predictions}", metrics)
+        _print_metrics(title, metrics)
 
 
 @app.command()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -117,6 +118,7 @@ class Retriever:
         given = None if encoder is None or isinstance(encoder, (str, Path)) else encoder
         self.store = load_index(index_dir, given, search)
         self._encoder: Encoder | None = given
+        self._encoder_lock = threading.Lock()
         self._encoder_spec = str(encoder) if isinstance(encoder, (str, Path)) else None
         self.allow_same_patient = bool(allow_same_patient)
         self.seed = int(seed)
@@ -147,6 +149,10 @@ class Retriever:
 
         Raises IndexStoreError when the spec cannot be loaded, IndexMismatchError when the
         loaded encoder is not the index's."""
+        with self._encoder_lock:  # concurrent queries (eval runs) load it once
+            return self._load_encoder()
+
+    def _load_encoder(self) -> Encoder:
         if self._encoder is None:
             from ricl.encoders import load
 

@@ -1,0 +1,105 @@
+"""The configuration of one evaluation run, validated in one place (unknown keys rejected).
+
+    run_id: phantom-knn              # default: the config file's stem
+    runs_dir: eval/runs
+    dataset: {name: phantom, root: data/phantom, split: test, limit: null}
+    agent:   {index: indexes/phantom-lofi, strategy: k-shot, k: 3, codec: qwen2vl,
+              backend: openai, backend_options: {base_url: http://127.0.0.1:8000/v1}}
+    concurrency: 4                   # queries in flight
+    max_consecutive_failures: 8      # transport failures in a row before the run stops
+    query_box: none                  # gold: give the retriever the gold boxes' hull
+                                     # (ORACLE, for the `location` selector's ablations)
+
+``ricl eval --config FILE --set agent.k=5 --set dataset.limit=100`` applies dotted
+overrides (values parsed as YAML) before validation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ricl.agent_config import AgentConfig, apply_overrides
+from ricl.errors import RiclError
+
+__all__ = ["SEMANTIC_KEYS", "DatasetSpec", "EvalConfig", "EvalConfigError"]
+
+# what must not change between a run and its --resume (the rest is how, not what)
+SEMANTIC_KEYS = ("dataset", "agent", "query_box")
+
+
+class EvalConfigError(RiclError, ValueError):
+    """An evaluation configuration is invalid; the message names the file and key."""
+
+
+class DatasetSpec(BaseModel):
+    """Which instances are evaluated. ``limit``: the first N instances of the split (in
+    the dataset's order), for smoke runs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = "phantom"
+    root: str
+    split: str = "test"
+    images: str | None = None
+    limit: int | None = Field(None, ge=1)
+    keep_unboxed: bool = False
+
+
+class EvalConfig(BaseModel):
+    """One evaluation run: a dataset split, an agent, and how to run it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run_id: str | None = None
+    runs_dir: str = "eval/runs"
+    dataset: DatasetSpec
+    agent: AgentConfig
+    query_box: Literal["none", "gold"] = "none"
+    concurrency: int = Field(4, ge=1, le=256)
+    max_consecutive_failures: int = Field(8, ge=1)
+    rodeo: bool = True
+    report: bool = True
+    report_max_instances: int | None = Field(500, ge=1)
+
+    @property
+    def run_dir(self) -> Path:
+        if not self.run_id:
+            raise EvalConfigError("the run needs a run_id (set run_id: or --set run_id=...)")
+        return Path(self.runs_dir) / self.run_id
+
+    def semantic(self) -> dict[str, Any]:
+        """The part of the config that decides the predictions (compared on resume)."""
+        data = self.model_dump(mode="json")
+        return {k: data[k] for k in SEMANTIC_KEYS}
+
+    @classmethod
+    def load(cls, data: dict[str, Any], source: str = "config") -> EvalConfig:
+        try:
+            return cls(**data)
+        except ValidationError as exc:
+            raise EvalConfigError(f"{source}: invalid evaluation configuration: {exc}") from exc
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> EvalConfig:
+        """Read ``path`` (YAML), apply ``key=value`` overrides; ``run_id`` defaults to the
+        file's stem."""
+        import yaml
+
+        p = Path(path)
+        try:
+            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise EvalConfigError(f"{p}: cannot read the evaluation configuration ({exc})") from exc
+        if not isinstance(data, dict):
+            raise EvalConfigError(f"{p}: an evaluation configuration is a YAML mapping")
+        data = apply_overrides(_nested_copy(data), overrides or [])
+        if not data.get("run_id"):
+            data["run_id"] = p.stem
+        return cls.load(data, str(p))
+
+
+def _nested_copy(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: _nested_copy(v) if isinstance(v, dict) else v for k, v in data.items()}

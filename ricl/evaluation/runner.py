@@ -1,0 +1,434 @@
+"""``ricl eval``: run an agent over a dataset split, append every answer, score, report.
+
+A run directory (``runs_dir/run_id/``)::
+
+    config.yaml         the resolved configuration
+    run.json            counts, completeness, the agent's settings
+    predictions.jsonl   one row per ATTEMPT, appended and flushed as each query finishes;
+                        the last row of an instance wins
+    metrics.json        the one scorer's output (only for a complete run)
+    per_label_group.csv / .md
+    report.html         (see :mod:`ricl.evaluation.report`)
+
+Resuming (``resume=True``): instances whose last row is not ``error`` are done; the rest
+(never attempted, or failed) run again. A row cut off by a kill (a last line without its
+newline) is dropped on resume. A run stops with :class:`RunAborted` after
+``max_consecutive_failures`` transport failures in a row (the server went away), keeping
+every row written; failures are never scored as empty answers: scoring a run with failed
+instances raises :class:`RunIncomplete` unless ``allow_incomplete`` is given (then they
+count in ``n_errors``).
+
+What fails where: a query whose image cannot be read (``ImageLoadError``) or that does not
+fit the selector (``QueryError``) gets an ``error`` row and the run goes on; a
+configuration problem (the index or encoder cannot load, a bad strategy) stops the run at
+once, since every query would fail the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ricl.errors import DatasetFormatError, ImageLoadError, RiclError
+from ricl.evaluation.run_config import EvalConfig, EvalConfigError
+from ricl.types import Instance, Prediction
+
+__all__ = [
+    "PREDICTIONS",
+    "RunAborted",
+    "RunIncomplete",
+    "last_rows",
+    "load_instances",
+    "prepare_run_dir",
+    "read_rows",
+    "run_eval",
+    "score_run",
+]
+
+log = logging.getLogger(__name__)
+PREDICTIONS = "predictions.jsonl"
+
+
+class RunAborted(RiclError):
+    """The run stopped early (transport failures in a row); rows written so far are kept."""
+
+
+class RunIncomplete(RiclError):
+    """Some instances have no successful answer; ``--resume`` retries them."""
+
+
+# ---------------------------------------------------------------------------- rows
+def read_rows(path: Path, repair: bool = False) -> list[dict[str, Any]]:
+    """Rows of a predictions file. A final line without its newline (a write cut off by a
+    kill) is dropped, and with ``repair=True`` cut from the file. Any other bad line raises
+    DatasetFormatError naming the file and line."""
+    if not path.is_file():
+        return []
+    data = path.read_bytes()
+    cut = len(data) if data.endswith(b"\n") or not data else data.rfind(b"\n") + 1
+    if cut < len(data):
+        log.warning("%s: dropping a truncated last line (%d bytes)", path, len(data) - cut)
+        if repair:
+            with path.open("r+b") as f:
+                f.truncate(cut)
+    rows = []
+    for n, line in enumerate(data[:cut].decode("utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DatasetFormatError(f"{path}:{n}: not a JSON object ({exc})") from exc
+        if not isinstance(row, dict) or "instance_id" not in row:
+            raise DatasetFormatError(f"{path}:{n}: a row needs an instance_id")
+        rows.append(row)
+    return rows
+
+
+def last_rows(rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """instance_id -> its last row."""
+    out: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        out[row["instance_id"]] = row
+    return out
+
+
+def _row(instance: Instance, result: Any, attempt: int) -> dict[str, Any]:
+    from ricl.boxes.geometry import union_iou
+
+    failed = result.status in ("error", "parse_error")
+    return {
+        "instance_id": instance.instance_id,
+        "image_id": instance.image_id,
+        "study_id": instance.study_id,
+        "patient_id": instance.patient_id,
+        "phrase": instance.phrase,
+        "label_group": instance.label_group,
+        "boxes": [b.to_list() for b in result.boxes],
+        "status": result.status,
+        "raw": result.raw,
+        "error": result.error,
+        "n_repaired": result.n_repaired,
+        "n_dropped": result.n_dropped,
+        "union_iou": 0.0 if failed else float(union_iou(result.boxes, instance.boxes)),
+        "model": result.model,
+        "prompt_hash": result.prompt_hash,
+        "timings": {k: round(v, 3) for k, v in result.timings.items()},
+        "exemplars": list(result.exemplars),
+        "messages": [m.to_dict() for m in result.messages],
+        "attempt": attempt,
+    }
+
+
+def _error_row(instance: Instance, message: str, attempt: int) -> dict[str, Any]:
+    return {
+        "instance_id": instance.instance_id,
+        "image_id": instance.image_id,
+        "study_id": instance.study_id,
+        "patient_id": instance.patient_id,
+        "phrase": instance.phrase,
+        "label_group": instance.label_group,
+        "boxes": [],
+        "status": "error",
+        "raw": "",
+        "error": message,
+        "attempt": attempt,
+    }
+
+
+# ---------------------------------------------------------------------------- the run
+def load_instances(config: EvalConfig) -> tuple[Any, list[Instance]]:
+    """(dataset, the instances of the configured split, cut to ``limit``)."""
+    from ricl.data.registry import load_dataset
+
+    spec = config.dataset
+    opts: dict[str, Any] = {}
+    if spec.name != "ms-cxr":  # the agent reads each image's header itself, when it runs
+        opts = {"keep_unboxed": spec.keep_unboxed, "read_image_sizes": False}
+    ds = load_dataset(spec.name, spec.root, spec.images, **opts)
+    instances = list(ds.select(spec.split))
+    if not instances:
+        raise DatasetFormatError(f"{ds.root}: split {spec.split!r} has no grounding instances")
+    return ds, instances[: spec.limit] if spec.limit else instances
+
+
+def prepare_run_dir(config: EvalConfig, resume: bool) -> Path:
+    """Create the run directory, or check that a resumed run has the same configuration."""
+    import yaml
+
+    run_dir = config.run_dir
+    cfg_file = run_dir / "config.yaml"
+    if cfg_file.is_file():
+        old = yaml.safe_load(cfg_file.read_text(encoding="utf-8"))
+        previous = EvalConfig.load(old, str(cfg_file)).semantic()
+        if previous != config.semantic():
+            changed = _diff(previous, config.semantic())
+            raise EvalConfigError(
+                f"{run_dir}: this run was made with another configuration ({', '.join(changed)} "
+                "differ); use another run_id (--set run_id=...)"
+            )
+        if not resume and read_rows(run_dir / PREDICTIONS):
+            raise EvalConfigError(
+                f"{run_dir}: the run already has predictions; pass --resume to continue it "
+                "(only missing and failed instances run) or choose another run_id"
+            )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _atomic_write(cfg_file, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    return run_dir
+
+
+def run_eval(
+    config: EvalConfig,
+    *,
+    resume: bool = False,
+    predict_only: bool = False,
+    allow_incomplete: bool = False,
+    agent: Any = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run (or resume) an evaluation; returns the run summary (``run.json``'s content,
+    plus ``metrics`` unless ``predict_only``).
+
+    Raises RunAborted (the server went away; rows kept, ``resume`` continues), RunIncomplete
+    (instances failed; ``resume`` retries them), EvalConfigError, DatasetFormatError.
+    """
+    from ricl.agent import GroundingAgent
+
+    run_dir = prepare_run_dir(config, resume)
+    ds, instances = load_instances(config)
+    path = run_dir / PREDICTIONS
+    previous = last_rows(read_rows(path, repair=True))
+    attempts: dict[str, int] = {}
+    for row in read_rows(path):
+        attempts[row["instance_id"]] = attempts.get(row["instance_id"], 0) + 1
+    todo = [
+        i for i in instances if previous.get(i.instance_id, {}).get("status", "error") == "error"
+    ]
+    agent = agent or GroundingAgent(config.agent)
+    _apply_concurrency(agent, config.concurrency)
+    summary = _summary(config, ds, instances, previous, agent, started=time.time())
+    _atomic_write(run_dir / "run.json", json.dumps(summary, indent=2))
+    aborted = None
+    if todo:
+        aborted = asyncio.run(
+            _predict(agent, ds.images_root, todo, path, attempts, config, progress)
+        )
+    rows = last_rows(read_rows(path))
+    summary = _summary(config, ds, instances, rows, agent, started=summary["started"])
+    _atomic_write(run_dir / "run.json", json.dumps(summary, indent=2))
+    if aborted is not None:
+        raise RunAborted(
+            f"{run_dir}: stopped after {config.max_consecutive_failures} failures in a row "
+            f"({aborted}); {summary['n_done']} of {summary['n_instances']} instances are done "
+            "and kept. Fix the cause and rerun with --resume."
+        )
+    if predict_only:
+        return summary
+    summary["metrics"] = score_run(run_dir, allow_incomplete=allow_incomplete, dataset=ds,
+                                   instances=instances, rodeo=config.rodeo)  # fmt: skip
+    return summary
+
+
+def _apply_concurrency(agent: Any, concurrency: int) -> None:
+    backend = agent.backend
+    if hasattr(backend, "max_concurrency"):
+        backend.max_concurrency = concurrency
+
+
+async def _predict(
+    agent: Any,
+    images_root: Path,
+    todo: Sequence[Instance],
+    path: Path,
+    attempts: dict[str, int],
+    config: EvalConfig,
+    show: bool,
+) -> str | None:
+    """Answer ``todo``; append each row as it finishes. Returns the last failure message
+    when the run was aborted, else None."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,  # fmt: skip
+        TimeRemainingColumn,
+    )
+
+    from ricl.agent import GroundingQuery
+    from ricl.retrieval.errors import QueryError
+    from ricl.vlm.errors import VLMError
+
+    gate = asyncio.Semaphore(config.concurrency)
+    state = {"in_a_row": 0, "failed": 0, "last": None}
+    stop = asyncio.Event()
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]}"),
+               TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[failed]}"))  # fmt: skip
+    t_start = time.perf_counter()
+    with path.open("a", encoding="utf-8") as out, Progress(*columns, disable=not show) as bar:
+        task = bar.add_task(config.run_id or "eval", total=len(todo), rate="", failed="")
+
+        def write(row: dict[str, Any]) -> None:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            out.flush()
+            done = bar.tasks[0].completed + 1
+            rate = done / max(1e-9, time.perf_counter() - t_start)
+            bar.update(task, advance=1, rate=f"{rate:.2f} q/s",
+                       failed=f"failed {state['failed']}" if state["failed"] else "")  # fmt: skip
+
+        async def one(inst: Instance) -> None:
+            async with gate:
+                if stop.is_set():
+                    return
+                attempt = attempts.get(inst.instance_id, 0) + 1
+                q = GroundingQuery(
+                    images_root / inst.image_path,
+                    inst.phrase,
+                    study_id=inst.study_id,
+                    patient_id=inst.patient_id,
+                    box=_hull(inst.boxes) if config.query_box == "gold" else None,
+                    labels=tuple(inst.labels),
+                    query_id=inst.instance_id,
+                )
+                try:
+                    request, timings = await asyncio.to_thread(agent.request, q)
+                except (ImageLoadError, QueryError) as exc:  # this instance fails, not the run
+                    state["failed"] += 1
+                    write(_error_row(inst, f"{type(exc).__name__}: {exc}", attempt))
+                    return
+                t0 = time.perf_counter()
+                try:
+                    generation = await agent.backend.agenerate(request)
+                except VLMError as exc:
+                    state["failed"] += 1
+                    state["in_a_row"] += 1
+                    state["last"] = f"{type(exc).__name__}: {exc}"
+                    write(_error_row(inst, state["last"], attempt))
+                    if state["in_a_row"] >= config.max_consecutive_failures:
+                        stop.set()
+                    return
+                state["in_a_row"] = 0
+                timings["generate"] = (time.perf_counter() - t0) * 1e3
+                write(_row(inst, agent.finish(q, request, generation, timings), attempt))
+
+        await asyncio.gather(*(one(i) for i in todo))
+    return state["last"] if stop.is_set() else None
+
+
+def _hull(boxes: Sequence[Any]) -> Any:
+    """The smallest box holding every gold box (the ``query_box: gold`` oracle), or None."""
+    from ricl.types import Box
+
+    if not boxes:
+        return None
+    return Box(
+        min(b.x_min for b in boxes),
+        min(b.y_min for b in boxes),
+        max(b.x_max for b in boxes),
+        max(b.y_max for b in boxes),
+    )
+
+
+def _summary(config: EvalConfig, ds: Any, instances: Sequence[Instance],
+             rows: dict[str, dict[str, Any]], agent: Any, started: float) -> dict[str, Any]:  # fmt: skip
+    import ricl
+
+    ids = [i.instance_id for i in instances]
+    statuses = [rows[i]["status"] for i in ids if i in rows]
+    n_errors = statuses.count("error")
+    return {
+        "run_id": config.run_id,
+        "ricl_version": ricl.__version__,
+        "dataset": config.dataset.name,
+        "root": str(ds.root),
+        "split": config.dataset.split,
+        "n_instances": len(ids),
+        "n_done": len(statuses) - n_errors,
+        "n_errors": n_errors,
+        "n_missing": len(ids) - len(statuses),
+        "complete": n_errors == 0 and len(statuses) == len(ids),
+        "status_counts": {s: statuses.count(s) for s in sorted(set(statuses))},
+        "agent": agent.settings(),
+        "started": started,
+        "updated": time.time(),
+    }
+
+
+# ---------------------------------------------------------------------------- scoring
+def score_run(
+    run_dir: str | Path,
+    *,
+    allow_incomplete: bool = False,
+    dataset: Any = None,
+    instances: Sequence[Instance] | None = None,
+    rodeo: bool = True,
+    report: bool | None = None,
+) -> dict[str, Any]:
+    """Score a run directory's predictions without calling any model; writes
+    ``metrics.json``, ``per_label_group.csv/.md`` and (unless disabled) ``report.html``.
+
+    Raises RunIncomplete when instances lack a successful row (unless ``allow_incomplete``).
+    """
+    import yaml
+
+    from ricl.evaluation.metrics import score
+    from ricl.evaluation.tables import write_group_tables
+
+    run_dir = Path(run_dir)
+    cfg_file = run_dir / "config.yaml"
+    if not cfg_file.is_file():
+        raise DatasetFormatError(f"{run_dir}: not a run directory (no config.yaml)")
+    config = EvalConfig.load(yaml.safe_load(cfg_file.read_text(encoding="utf-8")), str(cfg_file))
+    if instances is None:
+        dataset, instances = load_instances(config)
+    rows = last_rows(read_rows(run_dir / PREDICTIONS))
+    failed = [i.instance_id for i in instances if rows.get(i.instance_id, {}).get("status", "error") == "error"]  # fmt: skip
+    if failed and not allow_incomplete:
+        raise RunIncomplete(
+            f"{run_dir}: {len(failed)} of {len(instances)} instances have no successful answer "
+            f"(e.g. {failed[0]}); rerun `ricl eval --resume` to retry them, or score with "
+            "--allow-incomplete (they then count as errors)"
+        )
+    preds = {i: _prediction(r) for i, r in rows.items()}
+    metrics = score(instances, preds, rodeo=rodeo and config.rodeo)
+    metrics = {"run_id": config.run_id, "dataset": config.dataset.name,
+               "split": config.dataset.split, "complete": not failed, **metrics}  # fmt: skip
+    _atomic_write(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+    write_group_tables(run_dir, metrics)
+    if report if report is not None else config.report:
+        from ricl.evaluation.report import write_report
+
+        write_report(run_dir, instances, dataset.images_root,
+                     max_instances=config.report_max_instances)  # fmt: skip
+    return metrics
+
+
+def _prediction(row: dict[str, Any]) -> Prediction:
+    from ricl.evaluation.predictions import prediction_from_dict
+
+    return prediction_from_dict({k: row[k] for k in ("image_id", "phrase", "boxes", "status", "raw")
+                                 if row.get(k) is not None})  # fmt: skip
+
+
+def _diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _diff(va, vb, f"{prefix}{key}.")
+        elif va != vb:
+            out.append(f"{prefix}{key}")
+    return out
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
