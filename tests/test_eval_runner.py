@@ -208,3 +208,12 @@ def test_an_unreadable_image_fails_its_instance_only_and_config_errors_stop_at_o
     with pytest.raises(IndexStoreError, match="cannot load the query encoder"):
         run_eval(needs_encoder, progress=False)
     assert len(read_rows(needs_encoder.run_dir / "predictions.jsonl")) == 0
+
+
+def test_a_scored_run_writes_its_report_page(phantom, tmp_path):
+    config = _config(phantom, tmp_path, report=True,
+                     dataset={"name": "phantom", "root": str(phantom[1].root), "limit": 4})  # fmt: skip
+    run_eval(config, progress=False)
+    html = (config.run_dir / "report.html").read_text()
+    assert html.count('class="instance"') == 4
+    assert "data:image/jpeg;base64," in html
