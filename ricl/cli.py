@@ -237,11 +237,18 @@ def demo(
     studies: Annotated[int, typer.Option("--studies", min=20)] = 600,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     size: Annotated[int, typer.Option("--size", min=32)] = 256,
+    no_experiment: Annotated[
+        bool, typer.Option("--no-experiment", help="Skip the experiment grid.")
+    ] = False,
 ) -> None:
-    """The main job on embedded defaults: phantom release -> baselines -> one scorer."""
+    """The main job on embedded defaults: phantom release -> baselines -> embedded encoders ->
+    indexes -> evaluation run with report -> experiment grid (resumable)."""
     from ricl.demo import run_demo
 
-    run_demo(workdir, studies=studies, seed=seed, size=size, console=_console())
+    run_demo(
+        workdir, studies=studies, seed=seed, size=size, experiment=not no_experiment,
+        console=_console(),
+    )  # fmt: skip
 
 
 SetOpt = Annotated[

@@ -1,13 +1,22 @@
-"""``ricl demo``: the main job on embedded defaults, every step visible.
+"""``ricl demo``: the main job on embedded defaults, offline, every step visible.
 
-Today: write a phantom PadChest-GR release, run the model-free baselines on its test
-split, score them with the one scorer, and print a comparison table. Later steps
-(encoder, index, VLM) plug in here as they land.
+1. a phantom PadChest-GR release (reused when already made with the same parameters);
+2. the model-free baselines, scored (reference rows);
+3. the embedded phantom encoders (``phantom-lofi``, ``phantom-siglip``; trained here);
+4. one exemplar index per encoder over the training split;
+5. an evaluation run on the test split (``eval/configs/phantom_knn.yaml``: k-shot, k=3,
+   LoFi exemplars, kNN box transfer), with its report page;
+6. an experiment grid (``eval/experiments/phantom_selectors.yaml``) and its comparison
+   table and plot.
+
+Paths in those configs that start with ``ricl-demo/`` are rebased onto ``workdir``. Every
+step is resumable: rerunning the demo reuses what is done.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,27 +31,84 @@ MAIN_METRICS = {
     "rodeo_localization": "RoDeO loc",
     "rodeo_total": "RoDeO",
 }
+REPO = Path(__file__).resolve().parents[1]
+DEMO_PREFIX = "ricl-demo"
+
+
+def _rebase(value: Any, workdir: Path) -> Any:
+    """Replace a leading ``ricl-demo/`` in every string of a config by ``workdir/``."""
+    if isinstance(value, dict):
+        return {k: _rebase(v, workdir) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rebase(v, workdir) for v in value]
+    if isinstance(value, str) and (value == DEMO_PREFIX or value.startswith(DEMO_PREFIX + "/")):
+        return str(workdir / value[len(DEMO_PREFIX) + 1 :])
+    return value
+
+
+def _yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    from ricl.errors import RiclError
+
+    if not path.is_file():
+        raise RiclError(f"{path}: the demo's config is missing (run ricl from a checkout)")
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
 def run_demo(
-    workdir: Path, *, studies: int = 600, seed: int = 0, size: int = 256, console: Any = None
-) -> dict[str, dict]:
-    """Run the demo into ``workdir``; returns ``{baseline: metrics}``.
-
-    The phantom release is reused when ``workdir/phantom`` already holds one made with
-    the same parameters (recorded in ``workdir/phantom/ricl_phantom.json``).
-    """
+    workdir: Path,
+    *,
+    studies: int = 600,
+    seed: int = 0,
+    size: int = 256,
+    experiment: bool = True,
+    console: Any = None,
+) -> dict[str, Any]:
+    """Run the demo into ``workdir``; returns ``{"baselines": ..., "eval": ..., "experiment": ...}``."""
     from rich.console import Console
-    from rich.table import Table
-
-    from ricl.data.phantom import write_phantom_release
-    from ricl.data.registry import load_dataset
-    from ricl.evaluation.baselines import BASELINES, run_baseline
-    from ricl.evaluation.predictions import write_predictions
-    from ricl.evaluation.scoring import score_predictions_file
 
     console = console or Console()
-    workdir = Path(workdir)
+    workdir = Path(workdir).resolve()
+    t0 = time.perf_counter()
+    release = _release(workdir, studies, seed, size, console)
+    out: dict[str, Any] = {"baselines": _baselines(workdir, release, console)}
+    _indexes(workdir, release, console)
+
+    from ricl.evaluation.run_config import EvalConfig
+    from ricl.evaluation.runner import run_eval
+
+    console.rule("[bold]5. evaluation run: k-shot, LoFi exemplars, kNN box transfer")
+    cfg_path = REPO / "eval" / "configs" / "phantom_knn.yaml"
+    data = _rebase(_yaml(cfg_path), workdir)
+    data["run_id"] = "phantom_knn"
+    config = EvalConfig.load(data, str(cfg_path))
+    summary = run_eval(config, resume=True)
+    out["eval"] = summary["metrics"]
+    console.print(f"run directory: {config.run_dir} (report: {config.run_dir / 'report.html'})")
+
+    if experiment:
+        from ricl.evaluation.experiment import ExperimentConfig, run_experiment
+
+        console.rule("[bold]6. experiment grid: which exemplars help")
+        exp_path = REPO / "eval" / "experiments" / "phantom_selectors.yaml"
+        exp_data = _yaml(exp_path)
+        exp_data["base"] = _rebase(_yaml(REPO / exp_data["base"]), workdir)
+        exp_data["arms"] = _rebase(exp_data["arms"], workdir)
+        exp_data["runs_dir"] = str(workdir / "runs")
+        result = run_experiment(ExperimentConfig(**exp_data))
+        console.print(result.table_md, soft_wrap=True)
+        out["experiment"] = result.rows
+        console.print(f"table: {result.table_md_path}\nplot:  {result.plot_path}")
+
+    _summary_table(out, console)
+    console.print(f"done in {time.perf_counter() - t0:.0f} s; everything is under {workdir}")
+    return out
+
+
+def _release(workdir: Path, studies: int, seed: int, size: int, console: Any) -> Path:
+    from ricl.data.phantom import write_phantom_release
+
     release = workdir / "phantom"
     params = {"studies": studies, "seed": seed, "size": size}
     stamp = release / "ricl_phantom.json"
@@ -56,28 +122,72 @@ def run_demo(
             f"wrote {summary.n_studies} studies / {summary.n_patients} patients / "
             f"{summary.n_boxes} boxes to {release} in {summary.seconds:.1f} s"
         )
-    ds = load_dataset("phantom", release)
-    train, test = ds.select("train"), ds.select("test")
-    console.print(
-        f"read back with the PadChest-GR reader: {len(train)} train / {len(test)} test instances"
-    )
+    return release
 
-    console.rule("[bold]2. baselines -> predictions -> one scorer")
+
+def _baselines(workdir: Path, release: Path, console: Any) -> dict[str, dict]:
+    from ricl.data.registry import load_dataset
+    from ricl.evaluation.baselines import BASELINES, run_baseline
+    from ricl.evaluation.predictions import write_predictions
+    from ricl.evaluation.scoring import score_predictions_file
+
+    ds = load_dataset("phantom", release, read_image_sizes=False)
+    train, test = ds.select("train"), ds.select("test")
+    console.rule("[bold]2. model-free baselines -> predictions -> one scorer")
+    console.print(f"{len(train)} train / {len(test)} test grounding instances")
     results: dict[str, dict] = {}
     for name in BASELINES:
-        run_dir = workdir / "runs" / name
+        run_dir = workdir / "runs" / f"baseline-{name}"
         pred_path = run_dir / "predictions.jsonl"
         write_predictions(pred_path, run_baseline(name, train, test))
         metrics = score_predictions_file("phantom", release, pred_path, split="test")
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
         results[name] = metrics
-        console.print(f"{name}: {pred_path} -> {run_dir / 'metrics.json'}")
+        console.print(f"{name}: {pred_path}")
+    return results
 
-    table = Table(title=f"phantom test split ({len(test)} instances)")
-    table.add_column("baseline")
+
+def _indexes(workdir: Path, release: Path, console: Any) -> None:
+    from ricl.data.registry import load_dataset
+    from ricl.encoders import EMBEDDED, embedded_path, load
+    from ricl.retrieval.build import build_index, dataset_fingerprint
+
+    console.rule("[bold]3. embedded encoders (trained here on phantoms)")
+    for name in EMBEDDED:
+        console.print(f"{name}: {embedded_path(name)}")
+    console.print(
+        f"(provenance and retrieval metrics: {embedded_path(EMBEDDED[0]).parent / 'README.md'})"
+    )
+    console.rule("[bold]4. exemplar indexes over the training split")
+    ds = load_dataset("phantom", release)
+    for name in EMBEDDED:
+        out = workdir / "indexes" / name
+        encoder = load(name)
+        manifest = out / "manifest.json"
+        if manifest.is_file():
+            m = json.loads(manifest.read_text())
+            if m["encoder"]["fingerprint"] == encoder.fingerprint() and m["dataset"][
+                "fingerprint"
+            ] == dataset_fingerprint(ds):
+                console.print(f"reusing {out}")
+                continue
+        t = time.perf_counter()
+        built = build_index(encoder, ds, "train", out, encoder_spec=name, progress=True)
+        console.print(
+            f"{out}: {built.counts.exemplars} exemplars, {built.counts.regions} regions "
+            f"in {time.perf_counter() - t:.1f} s"
+        )
+
+
+def _summary_table(out: dict[str, Any], console: Any) -> None:
+    from rich.table import Table
+
+    table = Table(title="phantom test split")
+    table.add_column("method", no_wrap=True)
     for header in MAIN_METRICS.values():
         table.add_column(header, justify="right")
-    for name, metrics in results.items():
-        table.add_row(name, *(f"{metrics[m]:.3f}" for m in MAIN_METRICS))
+    rows = [(f"baseline {k}", v) for k, v in out["baselines"].items()]
+    rows.append(("ricl k-shot (LoFi exemplars, kNN transfer)", out["eval"]))
+    for name, metrics in rows:
+        table.add_row(name, *(f"{metrics[m]:.3f}" if m in metrics else "-" for m in MAIN_METRICS))
     console.print(table)
-    return results

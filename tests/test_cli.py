@@ -90,16 +90,33 @@ def test_phantom_command_writes_a_release_the_reader_reads(tmp_path):
 
 
 def test_demo_runs_end_to_end(tmp_path):
-    r = runner.invoke(app, ["demo", "--workdir", str(tmp_path / "d"), "--studies", "120", "--size", "96"],
-                      env={"COLUMNS": "200"})  # fmt: skip
+    args = ["demo", "--workdir", str(tmp_path / "d"), "--studies", "120", "--size", "96"]
+    r = runner.invoke(app, args, env={"COLUMNS": "200"})
     assert r.exit_code == 0, r.output
-    knn = json.loads((tmp_path / "d" / "runs" / "phrase-knn" / "metrics.json").read_text())
-    mean = json.loads((tmp_path / "d" / "runs" / "mean-box" / "metrics.json").read_text())
+    runs = tmp_path / "d" / "runs"
+    knn = json.loads((runs / "baseline-phrase-knn" / "metrics.json").read_text())
+    mean = json.loads((runs / "baseline-mean-box" / "metrics.json").read_text())
     # the phrase names type and location on phantoms: copying the nearest phrase's boxes
     # must beat one mean box for everything
     assert knn["union_iou_micro"] > mean["union_iou_micro"] + 0.1
     assert "IoU micro" in r.output
-    again = runner.invoke(
-        app, ["demo", "--workdir", str(tmp_path / "d"), "--studies", "120", "--size", "96"]
+    # the agent's run: complete, scored, with its report
+    run = runs / "phantom_knn"
+    assert json.loads((run / "run.json").read_text())["complete"]
+    agent = json.loads((run / "metrics.json").read_text())
+    assert agent["n_errors"] == 0 and agent["n_parse_failures"] == 0
+    assert (run / "report.html").stat().st_size > 10_000
+    # the grid: every arm in the table, and the oracle location arm beats random exemplars
+    table = (runs / "phantom_selectors" / "comparison.csv").read_text()
+    for arm in ("zero-shot", "random", "global-encoder", "lofi-encoder", "location-oracle"):
+        assert f"\n{arm}," in table
+    import csv
+
+    rows = {(r["arm"], r["agent.k"]): r for r in csv.DictReader(table.splitlines())}
+    assert float(rows[("location-oracle", "3")]["union_iou_micro_mean"]) > float(
+        rows[("random", "3")]["union_iou_micro_mean"]
     )
-    assert "reusing" in again.output
+    assert float(rows[("zero-shot", "0")]["union_iou_micro_mean"]) == 0.0  # knn, no exemplars
+    assert (runs / "phantom_selectors" / "comparison.png").stat().st_size > 10_000
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0 and "reusing" in again.output and "cached" in again.output

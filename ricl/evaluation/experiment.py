@@ -76,13 +76,13 @@ class ExperimentConfig(BaseModel):
             raise EvalConfigError(f"{p}: cannot read the experiment ({exc})") from exc
         if not isinstance(data, dict):
             raise EvalConfigError(f"{p}: an experiment is a YAML mapping")
-        data = apply_overrides(data, overrides or [])
         if isinstance(data.get("base"), str):
             base_path = Path(data["base"])
             try:
                 data["base"] = yaml.safe_load(base_path.read_text(encoding="utf-8")) or {}
             except (OSError, yaml.YAMLError) as exc:
                 raise EvalConfigError(f"{p}: cannot read its base {base_path} ({exc})") from exc
+        data = apply_overrides(_deep(data), overrides or [])  # base.agent.k=5 reaches the base
         data.setdefault("name", p.stem)
         try:
             return cls(**data)
