@@ -1,0 +1,122 @@
+"""``ricl eval`` killed for real (SIGKILL, then Ctrl-C) in a subprocess while it talks to an
+OpenAI-compatible server, then ``--resume``: every instance ends answered exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ricl.evaluation.runner import last_rows, read_rows
+from tests.agent_fixtures import make_phantom_index
+
+pytestmark = pytest.mark.slow
+
+
+class _Slow(BaseHTTPRequestHandler):
+    """A chat-completions endpoint answering one box after 80 ms; counts requests."""
+
+    calls = 0
+
+    def do_POST(self) -> None:
+        length = int(self.headers["Content-Length"])
+        json.loads(self.rfile.read(length))
+        type(self).calls += 1
+        time.sleep(0.08)
+        body = json.dumps({
+            "id": "c", "object": "chat.completion", "created": 0, "model": "slow",
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                "role": "assistant", "content": "[[0.1, 0.2, 0.5, 0.6]]"}}],
+        }).encode()  # fmt: skip
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def server():
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Slow)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    httpd.shutdown()
+
+
+def _config(tmp_path: Path, url: str) -> Path:
+    index, ds = make_phantom_index(tmp_path / "p", n=60)
+    cfg = {
+        "run_id": "killed",
+        "runs_dir": str(tmp_path / "runs"),
+        "dataset": {"name": "phantom", "root": str(ds.root), "split": "test"},
+        "agent": {"index": str(index), "selector": "random", "k": 1, "codec": "json",
+                  "backend": "openai", "backend_options": {"base_url": url, "model": "slow"}},
+        "concurrency": 2,
+        "report": False,
+        "rodeo": False,
+    }  # fmt: skip
+    path = tmp_path / "killed.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _start(cfg: Path, *extra: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "ricl.cli", "eval", "--config", str(cfg), "--no-progress", *extra]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_rows(path: Path, n: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.is_file() and path.read_text().count("\n") >= n:
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"eval ended early:\n{proc.stdout.read()}")
+        time.sleep(0.05)
+    pytest.fail("no rows appeared")
+
+
+def test_sigkill_and_ctrl_c_then_resume_answer_every_instance_once(tmp_path, server):
+    cfg = _config(tmp_path, server)
+    preds = tmp_path / "runs" / "killed" / "predictions.jsonl"
+    proc = _start(cfg)
+    _wait_rows(preds, 5, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    after_kill = len(read_rows(preds))
+    assert 5 <= after_kill
+
+    proc = _start(cfg, "--resume")
+    _wait_rows(preds, after_kill + 5, proc)
+    proc.send_signal(signal.SIGINT)  # Ctrl-C
+    proc.wait(20)
+    assert proc.returncode != 0
+    after_int = len(read_rows(preds))
+    assert after_int >= after_kill + 5
+
+    done = subprocess.run(
+        [sys.executable, "-m", "ricl.cli", "eval", "--config", str(cfg), "--no-progress",
+         "--resume", "--json"],
+        capture_output=True, text=True, check=False, env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads(done.stdout)
+    rows = read_rows(preds)
+    final = last_rows(rows)
+    assert summary["complete"] and len(final) == summary["n_instances"]
+    assert sorted(r["instance_id"] for r in rows) == sorted(final)  # no instance twice
+    assert all(r["status"] == "ok" for r in rows)
+    assert summary["metrics"]["n_instances"] == summary["n_instances"]
