@@ -287,6 +287,21 @@ def train_encoder_cmd(
     typer.echo(f"model: {Path(cfg.out_dir) / 'model'}")
 
 
+@app.command("train-vlm")
+def train_vlm_cmd(
+    config: Annotated[Path, typer.Option("--config", help="Training recipe (YAML).")],
+    overrides: SetOpt = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in out_dir.")] = False,
+) -> None:
+    """Train the project's grounding VLM on episodes rendered as the agent renders queries
+    (seeded, resumable, progress bar); writes a Hugging Face directory vLLM can serve."""
+    from ricl.vlm.train.config import VLMTrainConfig
+    from ricl.vlm.train.trainer import train_vlm
+
+    cfg = VLMTrainConfig.from_yaml(config, overrides or [])
+    typer.echo(f"model: {train_vlm(cfg, resume=resume)}")
+
+
 @app.command("eval-retrieval")
 def eval_retrieval_cmd(
     encoder: Annotated[

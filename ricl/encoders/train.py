@@ -91,33 +91,22 @@ def _batch_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
 
 def _save_state(run: Path, model: Any, tok: Any, optimizer: Any, step: int) -> None:
     """Checkpoint: model directory + optimizer tensors (safetensors) + JSON state. Never pickle."""
-    import torch
-    from safetensors.torch import save_file
-
     from ricl.encoders.lofi.encoder import save_lofi_model
+    from ricl.training_state import save_optimizer_state
 
     ckpt = save_lofi_model(model, tok, tok, run / "checkpoint")
-    tensors: dict[str, torch.Tensor] = {}
-    for idx, state in optimizer.state_dict()["state"].items():
-        for key, value in state.items():
-            tensors[f"{idx}.{key}"] = value.detach().cpu().contiguous()
-    save_file(tensors, str(ckpt / "optimizer.safetensors"))
+    save_optimizer_state(optimizer, ckpt / "optimizer.safetensors")
     (ckpt / "trainer_state.json").write_text(json.dumps({"step": step}))
 
 
 def _load_state(run: Path, model: Any, optimizer: Any) -> int:
-    import torch
-    from safetensors.torch import load_file, load_model
+    from safetensors.torch import load_model
+
+    from ricl.training_state import load_optimizer_state
 
     ckpt = run / "checkpoint"
     load_model(model, str(ckpt / "model.safetensors"))
-    flat = load_file(str(ckpt / "optimizer.safetensors"))
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in flat.items():
-        idx, name = key.split(".", 1)
-        state.setdefault(int(idx), {})[name] = value
-    sd = optimizer.state_dict()
-    optimizer.load_state_dict({"state": state, "param_groups": sd["param_groups"]})
+    load_optimizer_state(optimizer, ckpt / "optimizer.safetensors")
     return int(json.loads((ckpt / "trainer_state.json").read_text())["step"])
 
 

@@ -21,6 +21,7 @@ the torchvision image processor, whose bicubic resize differs slightly from PIL'
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -95,6 +96,7 @@ def build_tiny_qwen2vl(
     min_pixels: int = 56 * 56,
     max_pixels: int = 112 * 112,
     initializer_range: float = 0.1,
+    corpus: Iterable[str] | None = None,
 ) -> Path:
     """Write a tiny random Qwen2-VL checkpoint to ``out_dir`` and return its path.
 
@@ -108,6 +110,8 @@ def build_tiny_qwen2vl(
     every id it can emit decodes. ``initializer_range`` is larger than the usual 0.02 so that
     the random model's greedy choices have clear margins (median top-2 logprob gap 0.38 against
     0.04 at 0.02), so parity across runtimes is not at the mercy of float rounding.
+    ``corpus``: texts to train the tokenizer on (default: a fixed radiology corpus); a model
+    to be trained passes the phrases and prompt texts it will read.
     """
     import torch
     from transformers import GenerationConfig, Qwen2VLConfig, Qwen2VLForConditionalGeneration
@@ -117,7 +121,7 @@ def build_tiny_qwen2vl(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = _train_tokenizer(vocab_size)
+    tokenizer = _train_tokenizer(vocab_size, corpus)
     tokenizer.save_pretrained(out)
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     head_dim = hidden_size // num_heads
@@ -226,7 +230,7 @@ def _image_text_processor_class() -> type[Qwen2VLProcessor]:
     return Qwen2VLImageTextProcessor
 
 
-def _train_tokenizer(vocab_size: int) -> Any:
+def _train_tokenizer(vocab_size: int, corpus: Iterable[str] | None = None) -> Any:
     """Byte-level BPE with Qwen2's normalizer and pre-tokenizer -> ``Qwen2Tokenizer``.
 
     The pre-tokenizer regex splits every digit into its own token, as Qwen2's does. The special
@@ -255,7 +259,7 @@ def _train_tokenizer(vocab_size: int) -> Any:
         special_tokens=[],
         show_progress=False,
     )
-    bpe.train_from_iterator(list(_CORPUS), trainer=trainer)
+    bpe.train_from_iterator(list(corpus) if corpus is not None else list(_CORPUS), trainer=trainer)
     model = json.loads(bpe.to_str())["model"]
     tokenizer = Qwen2Tokenizer(
         vocab=model["vocab"],
