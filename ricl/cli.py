@@ -150,14 +150,23 @@ def phantom(
     workers: Annotated[
         int, typer.Option("--workers", min=1, help="Render processes (same bytes for any number).")
     ] = 2,
+    site: Annotated[
+        str,
+        typer.Option(
+            "--site",
+            help="Site style: default (the historic phantom), internal training sites A, B, C, "
+            "external site X, or the path of a .json site style (e.g. a release's ricl_site.json).",
+        ),
+    ] = "default",
 ) -> None:
     """Write a phantom data set in the exact PadChest-GR release format."""
-    from ricl.data.phantom import write_phantom_release
+    from ricl.data.phantom import get_site, write_phantom_release
 
-    summary = write_phantom_release(out, studies, seed=seed, size=size, workers=workers)
+    style = get_site(site)  # unknown names fail here, before anything is written
+    summary = write_phantom_release(out, studies, seed=seed, size=size, workers=workers, site=style)
     typer.echo(
         f"wrote {summary.n_studies} studies ({summary.n_patients} patients, {summary.n_boxes} boxes) "
-        f"to {summary.out_dir} in {summary.seconds:.1f} s"
+        f"of site {summary.site} to {summary.out_dir} in {summary.seconds:.1f} s"
     )
 
 

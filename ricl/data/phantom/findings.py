@@ -4,7 +4,9 @@ Every drawer works on a small output-pixel window and returns the attenuation it
 (``delta``) and its footprint (``footprint``, >= 0, same shape). A finding's box is the
 bounding box of its footprint after the same Gaussian blur as the image, thresholded at
 15 % of its peak: it is therefore exact for the drawn (posed, clipped) finding.
-A bilateral finding is drawn once per side and gets one box per side.
+A bilateral finding is drawn once per side and gets one box per side. The boxes are the
+drawn footprints; a site's annotation style (margins, one box for both sides) is applied
+by the writer (:func:`~ricl.data.phantom.sites.annotate_boxes`).
 """
 
 from __future__ import annotations
@@ -47,18 +49,22 @@ _THORAX_CM = 36.0  # width of the image in cm, for the sizes quoted in sentences
 @dataclass(frozen=True, slots=True)
 class FindingSpec:
     """One positive finding to draw: its type, zone(s) (two for bilateral findings),
-    severity in [0, 1] (size/extent) and the seed of its geometry (reused for the same
-    finding on a follow-up study, so it stays in place)."""
+    severity in [0, 1] (size/extent), the seed of its geometry (reused for the same
+    finding on a follow-up study, so it stays in place) and its contrast (its attenuation
+    is multiplied by it: < 1 for a site's faint findings; cardiomegaly ignores it)."""
 
     ftype: str
     zones: tuple[str, ...]
     severity: float
     geom_seed: int
+    contrast: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
 class StudySpec:
-    """Everything needed to render one image deterministically."""
+    """Everything needed to render one image deterministically. ``magnification`` and
+    ``shift`` (fractions of width, height) move the body on top of the drawn pose;
+    ``contrast`` multiplies the drawn display gamma (a site's acquisition)."""
 
     width: int
     height: int
@@ -66,6 +72,9 @@ class StudySpec:
     study_seed: int  # pose, texture, noise, intensity window
     inverted: bool
     findings: tuple[FindingSpec, ...] = ()
+    magnification: float = 1.0
+    shift: tuple[float, float] = (0.0, 0.0)
+    contrast: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,6 +298,13 @@ def render_study(spec: StudySpec, with_findings: bool = True) -> RenderedStudy:
     rng = np.random.default_rng(spec.study_seed)
     anat = sample_anatomy(np.random.default_rng(spec.anatomy_seed), w, h)
     pose = sample_pose(rng, w, h)
+    if spec.magnification != 1.0 or spec.shift != (0.0, 0.0):
+        pose = replace(
+            pose,
+            scale=pose.scale * spec.magnification,
+            shift_x=pose.shift_x + spec.shift[0] * w,
+            shift_y=pose.shift_y + spec.shift[1] * h,
+        )
     findings = spec.findings if with_findings else ()
     for f in findings:
         if f.ftype == "cardiomegaly":
@@ -316,7 +332,7 @@ def render_study(spec: StudySpec, with_findings: bool = True) -> RenderedStudy:
                 fp = heart_mask(anat, u[wn], v[wn])
             else:
                 wn, delta, fp = _DRAWERS[f.ftype](ctx, f, zone, frng)
-                layers.atten[wn] += delta
+                layers.atten[wn] += delta if f.contrast == 1.0 else f.contrast * delta
             box = _footprint_box(fp, wn, sigma)
             if box is not None:
                 found.append(box)
@@ -325,7 +341,7 @@ def render_study(spec: StudySpec, with_findings: bool = True) -> RenderedStudy:
     atten = ndimage.gaussian_filter(layers.atten, sigma)
     atten += noise_sd * noise
     idx = (np.clip(atten, 0.0, 1.0) * 4095.0 + 0.5).astype(np.uint16)
-    lut = np.linspace(0.0, 1.0, 4096) ** gamma
+    lut = np.linspace(0.0, 1.0, 4096) ** (gamma * spec.contrast if spec.contrast != 1.0 else gamma)
     if spec.inverted:
         lut = 1.0 - lut
     lut16 = np.round(offset + span * lut).astype(np.uint16)

@@ -2,20 +2,26 @@
 report (positive, negative and normal sentences, with labels, locations and progression)
 and its render spec.
 
-The plan is a function of ``(n_studies, seed, sizes)`` only and is drawn from a single
-generator; rendering and writing it is :mod:`~ricl.data.phantom.writer`'s job.
+The plan is a function of ``(n_studies, seed, sizes, site)`` only. It is drawn from one
+generator, seeded by ``seed`` for the default site and by ``seed`` and the site's
+:attr:`~ricl.data.phantom.sites.SiteStyle.stream_key` otherwise (so different sites draw
+different patients and identifiers), plus a second generator for the site's choices (which
+findings are faint, which sentences omit the location), so the default site's plan is the
+historic one, byte for byte. Rendering and writing it is :mod:`~ricl.data.phantom.writer`'s
+job.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ricl.data.phantom.findings import FindingSpec, StudySpec, size_cm
 from ricl.data.phantom.sentences import negative_sentences, normal_sentences, positive_sentence
+from ricl.data.phantom.sites import SiteStyle, get_site
 from ricl.data.phantom.vocab import (
     BILATERAL_ZONES,
     FINDING_TYPES,
@@ -23,6 +29,7 @@ from ricl.data.phantom.vocab import (
     TYPE_WEIGHTS,
     TYPE_ZONES,
 )
+from ricl.data.phantom.wording import styled_sentence
 
 __all__ = [
     "ASPECTS",
@@ -34,7 +41,8 @@ __all__ = [
 
 DEFAULT_SIZES: tuple[int, ...] = (480, 512, 544)  # long side, px
 ASPECTS: tuple[float, ...] = (1.0, 0.9, 1.1, 0.8)  # width / height
-P_NORMAL, P_INVERTED, P_UNGROUNDED, P_SECOND_READER, P_CARRY = 0.25, 0.03, 0.03, 0.2, 0.6
+P_NORMAL, P_UNGROUNDED, P_SECOND_READER, P_CARRY = 0.25, 0.03, 0.2, 0.6
+# the share of inverted studies is the site's invert_fraction (0.03 for the default site)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +58,7 @@ class PlannedFinding:
     progression: str | None = None
     grounded: bool = True
     second_reader: bool = False
+    located: bool = True  # False: the sentence names the finding type only
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,25 +108,41 @@ def _new_finding(rng: np.random.Generator, taken: Sequence[FindingSpec]) -> Find
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class _Site:
+    """The site's style and the generator of its own choices (faint, location-free)."""
+
+    style: SiteStyle
+    rng: np.random.Generator
+
+    def faint(self, spec: FindingSpec) -> FindingSpec:
+        draw = float(self.rng.random())  # drawn for every finding: nested shares across sites
+        if spec.ftype == "cardiomegaly" or draw >= self.style.faint_fraction:
+            return spec
+        return replace(spec, contrast=self.style.faint_level)
+
+    def located(self, spec: FindingSpec) -> bool:
+        draw = float(self.rng.random())
+        return spec.ftype == "cardiomegaly" or draw >= self.style.no_location_fraction
+
+
 def _positive(
     rng: np.random.Generator,
     spec: FindingSpec,
     index: int,
     labels: tuple[str, ...] | None,
     progression: str | None,
+    site: _Site,
 ) -> PlannedFinding:
     if labels is None:
         second = SECONDARY_LABELS.get(spec.ftype)
         labels = (spec.ftype, second[0]) if second and rng.random() < second[1] else (spec.ftype,)
-    en, es = positive_sentence(
-        spec.ftype,
-        labels,
-        spec.zones,
-        spec.severity,
-        size_cm(spec.ftype, spec.severity),
-        progression,
-        rng,
-    )
+    located = site.located(spec)
+    args = (spec.ftype, labels, spec.zones, spec.severity, size_cm(spec.ftype, spec.severity))
+    if located and site.style.wording == "standard":  # the historic sentences
+        en, es = positive_sentence(*args, progression, rng)
+    else:
+        en, es = styled_sentence(site.style.wording, located, *args, progression, rng)
     grounded = bool(rng.random() >= P_UNGROUNDED)
     locations = spec.zones if len(spec.zones) == 1 else ("bilateral", *spec.zones)
     return PlannedFinding(
@@ -130,11 +155,14 @@ def _positive(
         progression,
         grounded,
         grounded and bool(rng.random() < P_SECOND_READER),
+        located,
     )
 
 
 def _plan_report(
-    rng: np.random.Generator, prior: tuple[StudySpec, tuple[PlannedFinding, ...]] | None
+    rng: np.random.Generator,
+    prior: tuple[StudySpec, tuple[PlannedFinding, ...]] | None,
+    site: _Site,
 ) -> tuple[tuple[FindingSpec, ...], tuple[PlannedFinding, ...]]:
     specs: list[FindingSpec] = []
     positives: list[PlannedFinding] = []
@@ -148,8 +176,8 @@ def _plan_report(
             "improved": o.severity * rng.uniform(0.5, 0.8),
             "worsened": min(1.0, o.severity * rng.uniform(1.2, 1.6) + 0.05),
         }[prog]
-        specs.append(FindingSpec(o.ftype, o.zones, float(sev), o.geom_seed))
-        positives.append(_positive(rng, specs[-1], 0, old.labels, prog))
+        specs.append(FindingSpec(o.ftype, o.zones, float(sev), o.geom_seed, o.contrast))
+        positives.append(_positive(rng, specs[-1], 0, old.labels, prog, site))
     elif rng.random() < P_NORMAL:
         return (), tuple(PlannedFinding(en, es, False) for en, es in normal_sentences(rng))
     n_pos = int(rng.choice([1, 2, 3], p=[0.5, 0.35, 0.15]))
@@ -157,8 +185,8 @@ def _plan_report(
         spec = _new_finding(rng, specs)
         if spec is None:
             break
-        specs.append(spec)
-        positives.append(_positive(rng, spec, len(specs) - 1, None, None))
+        specs.append(site.faint(spec))
+        positives.append(_positive(rng, specs[-1], len(specs) - 1, None, None, site))
     present = {s.ftype for s in specs}
     negatives = [
         PlannedFinding(en, es, False)
@@ -178,15 +206,25 @@ def _split_patients(rng: np.random.Generator, n: int) -> list[str]:
 
 
 def plan_release(
-    n_studies: int, seed: int, sizes: int | Sequence[int] = DEFAULT_SIZES
+    n_studies: int,
+    seed: int,
+    sizes: int | Sequence[int] = DEFAULT_SIZES,
+    site: str | SiteStyle = "default",
 ) -> list[PlannedStudy]:
-    """Plan every study (ids, patients, dates, report, render spec), in release order."""
+    """Plan every study (ids, patients, dates, report, render spec), in release order.
+
+    ``site``: a name of :data:`~ricl.data.phantom.sites.SITES` or a
+    :class:`~ricl.data.phantom.sites.SiteStyle` (see :func:`~ricl.data.phantom.sites.get_site`).
+    """
+    style = get_site(site)
     if n_studies < 0:
         raise ValueError(f"n_studies must be >= 0, got {n_studies}")
     sizes = (int(sizes),) if isinstance(sizes, (int, np.integer)) else tuple(int(x) for x in sizes)
     if not sizes or min(sizes) < 64:
         raise ValueError(f"sizes must be long sides of at least 64 px, got {sizes!r}")
-    rng = np.random.default_rng(seed)
+    key = style.stream_key
+    rng = np.random.default_rng(seed if style.is_default else [seed, key])
+    site_ = _Site(style, np.random.default_rng([seed, key, 1]))
     per_patient: list[int] = []
     while sum(per_patient) < n_studies:
         k = 1 if rng.random() < 0.8 else int(rng.choice([2, 3], p=[0.7, 0.3]))
@@ -204,14 +242,19 @@ def plan_release(
             long = int(sizes[int(rng.integers(len(sizes)))])
             aspect = ASPECTS[int(rng.integers(len(ASPECTS)))]
             wh = (long, round(long / aspect)) if aspect >= 1.0 else (round(long * aspect), long)
-            specs, report = _plan_report(rng, (prior.render, prior.findings) if prior else None)
+            specs, report = _plan_report(
+                rng, (prior.render, prior.findings) if prior else None, site_
+            )
             render = StudySpec(
                 wh[0],
                 wh[1],
                 anatomy_seed,
                 int(rng.integers(2**62)),
-                bool(rng.random() < P_INVERTED),
+                bool(rng.random() < style.invert_fraction),
                 specs,
+                style.magnification,
+                style.centre_shift,
+                style.contrast,
             )
             study_id = _digits(rng, 32, used)
             image_id = f"{_digits(rng, 30, used)}_{_digits(rng, 6, used)}.png"

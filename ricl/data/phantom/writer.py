@@ -5,8 +5,10 @@ Layout written under ``out_dir``::
     grounded_reports_<date>.json            list of study records (StudyID, ImageID, ...)
     master_table.csv                        one row per (study, positive label) + Normal rows
     Padchest_GR_files/PadChest_GR/<ImageID> 16-bit greyscale PNGs
+    ricl_site.json                          the site style and which findings it made
+                                            faint or location-free (not part of PadChest-GR)
 
-Determinism: the whole release is a function of ``(n_studies, seed, sizes)``. Planning
+Determinism: the whole release is a function of ``(n_studies, seed, sizes, site)``. Planning
 (:func:`~ricl.data.phantom.plan.plan_release`) uses one generator; every image is rendered
 from its own seeds (see :class:`~ricl.data.phantom.findings.StudySpec`), so rendering order
 and worker processes do not change a byte.
@@ -28,6 +30,7 @@ from PIL import Image
 from ricl.data.padchest_gr import DEFAULT_IMAGES_SUBDIR, MASTER_TABLE_COLUMNS
 from ricl.data.phantom.findings import PixelBox, StudySpec, render_study
 from ricl.data.phantom.plan import DEFAULT_SIZES, PlannedStudy, plan_release
+from ricl.data.phantom.sites import SITE_SIDECAR, SiteStyle, annotate_boxes, get_site
 from ricl.data.phantom.vocab import LABEL_GROUPS
 
 __all__ = [
@@ -44,7 +47,8 @@ CSV_COLUMNS = MASTER_TABLE_COLUMNS
 @dataclass(frozen=True, slots=True)
 class PhantomSummary:
     """What :func:`write_phantom_release` wrote. ``n_findings`` counts positive findings,
-    ``n_boxes`` their primary boxes; ``seconds`` is the wall time."""
+    ``n_boxes`` their primary boxes; ``seconds`` is the wall time; ``site`` the site's name
+    and ``site_path`` its sidecar (``ricl_site.json``)."""
 
     out_dir: Path
     json_path: Path
@@ -55,6 +59,8 @@ class PhantomSummary:
     n_findings: int
     n_boxes: int
     seconds: float
+    site: str = "default"
+    site_path: Path | None = None
 
 
 def _render_to_png(job: tuple[StudySpec, str]) -> tuple[tuple[PixelBox, ...], ...]:
@@ -82,10 +88,14 @@ def _jitter(rng: np.random.Generator, box: PixelBox, w: int, h: int) -> PixelBox
     return nx0, ny0, min(w, max(nx0 + 1, x1 + c)), min(h, max(ny0 + 1, y1 + d))
 
 
-def _assemble(s: PlannedStudy, boxes: tuple[tuple[PixelBox, ...], ...]) -> tuple[dict, list[dict]]:
-    """The JSON record and the master-table rows of one rendered study."""
+def _assemble(
+    s: PlannedStudy, boxes: tuple[tuple[PixelBox, ...], ...], style: SiteStyle
+) -> tuple[dict, list[dict]]:
+    """The JSON record and the master-table rows of one rendered study, annotated in the
+    site's style."""
     w, h = s.render.width, s.render.height
     rng = np.random.default_rng(s.extra_seed)
+    site_rng = np.random.default_rng([s.extra_seed, 1]) if style.box_margin_jitter else None
     common = {
         "StudyID": s.study_id,
         "ImageID": s.image_id,
@@ -112,6 +122,7 @@ def _assemble(s: PlannedStudy, boxes: tuple[tuple[PixelBox, ...], ...]) -> tuple
             )
             continue
         px = boxes[f.render_index] if f.grounded else ()  # type: ignore[index]
+        px = annotate_boxes(px, style, w, h, site_rng, bilateral="bilateral" in f.locations)
         extra = [_jitter(rng, b, w, h) for b in px] if f.second_reader else []
         findings.append(
             {
@@ -164,6 +175,30 @@ def _assemble(s: PlannedStudy, boxes: tuple[tuple[PixelBox, ...], ...]) -> tuple
     return record, rows
 
 
+def _site_record(style: SiteStyle, plan: list[PlannedStudy], seed: int, sizes: list[int]) -> dict:
+    """The sidecar: the style's parameters and, per image, the indexes (into the record's
+    ``findings``) of the positive findings drawn faint and of the sentences naming the type
+    only (both empty for the default site)."""
+    marks: dict[str, dict[str, list[int]]] = {}
+    for s in plan:
+        faint = [
+            i
+            for i, f in enumerate(s.findings)
+            if f.abnormal and s.render.findings[f.render_index].contrast < 1.0  # type: ignore[index]
+        ]
+        unlocated = [i for i, f in enumerate(s.findings) if f.abnormal and not f.located]
+        if faint or unlocated:
+            marks[s.image_id] = {"faint": faint, "no_location": unlocated}
+    return {
+        "format": "ricl-phantom-site/1",
+        "site": style.to_dict(),
+        "seed": seed,
+        "n_studies": len(plan),
+        "sizes": sizes,
+        "findings": marks,
+    }
+
+
 def write_phantom_release(
     out_dir: str | Path,
     n_studies: int,
@@ -173,15 +208,21 @@ def write_phantom_release(
     *,
     size: int | None = None,
     workers: int = 1,
+    site: str | SiteStyle = "default",
 ) -> PhantomSummary:
     """Write a phantom PadChest-GR release of ``n_studies`` studies under ``out_dir``.
 
     ``sizes``: long side(s) in px, one drawn per study (``size`` is a shorthand for a single
     long side); ``date``: suffix of ``grounded_reports_<date>.json``; ``workers > 1``
-    renders images in that many processes (same bytes as ``workers=1``).
+    renders images in that many processes (same bytes as ``workers=1``); ``site``: a site
+    name of :data:`~ricl.data.phantom.sites.SITES` or a
+    :class:`~ricl.data.phantom.sites.SiteStyle` (the ``default`` site writes the historic
+    release, byte for byte), recorded in ``ricl_site.json``.
     """
     t0 = time.perf_counter()
-    plan = plan_release(n_studies, seed, (size,) if size is not None else sizes)
+    style = get_site(site)
+    sizes = (size,) if size is not None else sizes
+    plan = plan_release(n_studies, seed, sizes, style)
     out = Path(out_dir)
     images_dir = out / IMAGES_SUBDIR
     images_dir.mkdir(parents=True, exist_ok=True)
@@ -194,7 +235,7 @@ def write_phantom_release(
 
     records, rows = [], []
     for s, boxes in zip(plan, all_boxes, strict=True):
-        record, study_rows = _assemble(s, boxes)
+        record, study_rows = _assemble(s, boxes, style)
         records.append(record)
         rows.extend(study_rows)
     positives = [f for r in records for f in r["findings"] if f["abnormal"]]
@@ -207,6 +248,11 @@ def write_phantom_release(
         writer = csv.DictWriter(fh, fieldnames=list(CSV_COLUMNS), lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
+    site_path = out / SITE_SIDECAR
+    size_list = [int(sizes)] if isinstance(sizes, (int, np.integer)) else [int(x) for x in sizes]
+    with open(site_path, "w", encoding="utf-8") as fh:
+        json.dump(_site_record(style, plan, seed, size_list), fh, ensure_ascii=False, indent=1)
+        fh.write("\n")
     return PhantomSummary(
         out,
         json_path,
@@ -217,4 +263,6 @@ def write_phantom_release(
         len(positives),
         sum(len(f["boxes"]) for f in positives),
         time.perf_counter() - t0,
+        style.name,
+        site_path,
     )
