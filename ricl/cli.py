@@ -249,6 +249,13 @@ def demo(
     no_experiment: Annotated[
         bool, typer.Option("--no-experiment", help="Skip the experiment grid.")
     ] = False,
+    no_vlm: Annotated[bool, typer.Option("--no-vlm", help="Skip the VLM runs.")] = False,
+    in_process: Annotated[
+        bool,
+        typer.Option(
+            "--in-process", help="Answer with the VLM in process, even when vLLM is there."
+        ),
+    ] = False,
 ) -> None:
     """The main job on embedded defaults: phantom release -> baselines -> embedded encoders ->
     indexes -> evaluation run with report -> experiment grid (resumable)."""
@@ -256,7 +263,7 @@ def demo(
 
     run_demo(
         workdir, studies=studies, seed=seed, size=size, experiment=not no_experiment,
-        console=_console(),
+        vlm=not no_vlm, serve=not in_process, console=_console(),
     )  # fmt: skip
 
 

@@ -6,7 +6,10 @@
 4. one exemplar index per encoder over the training split;
 5. an evaluation run on the test split (``eval/configs/phantom_knn.yaml``: k-shot, k=3,
    LoFi exemplars, kNN box transfer), with its report page;
-6. an experiment grid (``eval/experiments/phantom_selectors.yaml``) and its comparison
+6. the project's own grounding VLM (embedded ``phantom-qwen2vl``), zero-shot and k-shot
+   (``eval/configs/phantom_vlm.yaml``), served by vLLM when a vLLM environment exists,
+   in process otherwise (the demo says which);
+7. an experiment grid (``eval/experiments/phantom_selectors.yaml``) and its comparison
    table and plot.
 
 Paths in those configs that start with ``ricl-demo/`` are rebased onto ``workdir``. Every
@@ -63,6 +66,8 @@ def run_demo(
     seed: int = 0,
     size: int = 256,
     experiment: bool = True,
+    vlm: bool = True,
+    serve: bool = True,
     console: Any = None,
 ) -> dict[str, Any]:
     """Run the demo into ``workdir``; returns ``{"baselines": ..., "eval": ..., "experiment": ...}``."""
@@ -87,10 +92,13 @@ def run_demo(
     out["eval"] = summary["metrics"]
     console.print(f"run directory: {config.run_dir} (report: {config.run_dir / 'report.html'})")
 
+    if vlm:
+        out["vlm"] = _vlm_runs(workdir, console, serve)
+
     if experiment:
         from ricl.evaluation.experiment import ExperimentConfig, run_experiment
 
-        console.rule("[bold]6. experiment grid: which exemplars help")
+        console.rule("[bold]7. experiment grid: which exemplars help kNN transfer")
         exp_path = REPO / "eval" / "experiments" / "phantom_selectors.yaml"
         exp_data = _yaml(exp_path)
         exp_data["base"] = _rebase(_yaml(REPO / exp_data["base"]), workdir)
@@ -104,6 +112,55 @@ def run_demo(
     _summary_table(out, console)
     console.print(f"done in {time.perf_counter() - t0:.0f} s; everything is under {workdir}")
     return out
+
+
+def _vlm_runs(workdir: Path, console: Any, serve: bool = True) -> dict[str, Any]:
+    """The embedded VLM on the test split, k-shot (k = 3, LoFi exemplars) and zero-shot;
+    served by vLLM when a vLLM environment exists, else in process."""
+    import copy
+
+    from ricl.evaluation.run_config import EvalConfig
+    from ricl.evaluation.runner import run_eval
+    from ricl.vlm.errors import VLMError
+    from ricl.vlm.serve import VLLMServer, find_vllm_python
+
+    console.rule("[bold]6. the project's grounding VLM answers with retrieved exemplars")
+    cfg_path = REPO / "eval" / "configs" / "phantom_vlm.yaml"
+    base = _rebase(_yaml(cfg_path), workdir)
+    server = None
+    python = find_vllm_python() if serve else None
+    if python is not None:
+        try:
+            server = VLLMServer(
+                base["agent"]["backend_options"]["model"], max_images=base["agent"]["k"] + 1,
+                python=python, log=workdir / "vllm-serve.log",
+            ).start().wait()  # fmt: skip
+        except VLMError as exc:
+            console.print(f"[yellow]vLLM did not start ({str(exc)[:200]}); answering in process")
+    if server is not None:
+        how = f"served by vLLM ({server.base_url}, log {server.log})"
+        base["agent"]["backend"] = "openai"
+        base["agent"]["backend_options"] = {"base_url": server.base_url, "max_tokens": 64}
+        tag = "served"
+    else:
+        how = "in process (transformers): " + (
+            "no vLLM environment (scripts/setup_vllm_cpu.sh makes one)" if serve else "asked"
+        )
+        tag = "hf"
+    console.print(f"the VLM answers {how}")
+    runs: dict[str, Any] = {"how": how}
+    try:
+        for name, over in (("k3", {}), ("zero-shot", {"strategy": "zero-shot", "k": 0})):
+            data = copy.deepcopy(base)
+            data["agent"].update(over)
+            data["run_id"] = f"vlm-{name}-{tag}"
+            config = EvalConfig.load(data, str(cfg_path))
+            runs[name] = run_eval(config, resume=True)["metrics"]
+            console.print(f"{config.run_id}: {config.run_dir / 'report.html'}")
+    finally:
+        if server is not None:
+            server.stop()
+    return runs
 
 
 def _release(workdir: Path, studies: int, seed: int, size: int, console: Any) -> Path:
@@ -188,6 +245,9 @@ def _summary_table(out: dict[str, Any], console: Any) -> None:
         table.add_column(header, justify="right")
     rows = [(f"baseline {k}", v) for k, v in out["baselines"].items()]
     rows.append(("ricl k-shot (LoFi exemplars, kNN transfer)", out["eval"]))
+    if "vlm" in out:
+        rows.append(("ricl VLM, zero-shot", out["vlm"]["zero-shot"]))
+        rows.append(("ricl VLM, k-shot (LoFi exemplars, k=3)", out["vlm"]["k3"]))
     for name, metrics in rows:
         table.add_row(name, *(f"{metrics[m]:.3f}" if m in metrics else "-" for m in MAIN_METRICS))
     console.print(table)

@@ -90,7 +90,8 @@ def test_phantom_command_writes_a_release_the_reader_reads(tmp_path):
 
 
 def test_demo_runs_end_to_end(tmp_path):
-    args = ["demo", "--workdir", str(tmp_path / "d"), "--studies", "120", "--size", "96"]
+    args = ["demo", "--workdir", str(tmp_path / "d"), "--studies", "120", "--size", "96",
+            "--in-process"]  # fmt: skip
     r = runner.invoke(app, args, env={"COLUMNS": "200"})
     assert r.exit_code == 0, r.output
     runs = tmp_path / "d" / "runs"
@@ -106,6 +107,11 @@ def test_demo_runs_end_to_end(tmp_path):
     agent = json.loads((run / "metrics.json").read_text())
     assert agent["n_errors"] == 0 and agent["n_parse_failures"] == 0
     assert (run / "report.html").stat().st_size > 10_000
+    # the project's VLM answered every query of the split, zero-shot and k-shot, in process
+    for name in ("vlm-k3-hf", "vlm-zero-shot-hf"):
+        run_json = json.loads((runs / name / "run.json").read_text())
+        assert run_json["complete"] and run_json["agent"]["backend"]["backend"] == "hf"
+    assert "the VLM answers in process" in r.output
     # the grid: every arm in the table, and the oracle location arm beats random exemplars
     table = (runs / "phantom_selectors" / "comparison.csv").read_text()
     for arm in ("zero-shot", "random", "global-encoder", "lofi-encoder", "location-oracle"):

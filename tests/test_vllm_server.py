@@ -14,12 +14,8 @@ stops the servers itself.
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,6 +27,7 @@ from ricl.retrieval.retriever import Retriever
 from ricl.vlm.errors import TooManyImagesError
 from ricl.vlm.hf import HFBackend
 from ricl.vlm.openai import OpenAIBackend
+from ricl.vlm.serve import VLLMServer
 from tests.agent_fixtures import make_phantom_index
 from tests.test_index_fixtures import FakeEncoder
 
@@ -54,60 +51,10 @@ def _vllm_python() -> str:
     return str(python)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """``vllm serve`` in its own process group; ``stop()`` kills the whole group."""
-
-    def __init__(self, model: Path, max_images: int, log: Path) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {
-            **os.environ,
-            "VLLM_CPU_KVCACHE_SPACE": "1",
-            "VLLM_CPU_OMP_THREADS_BIND": "nobind",
-            "HF_HUB_OFFLINE": "1",
-            "VLLM_CACHE_ROOT": str(log.parent / "vllm-cache"),
-        }
-        cmd = [
-            _vllm_python(), str(ROOT / "scripts" / "vllm_serve.py"), "serve", str(model),
-            "--host", "127.0.0.1", "--port", str(self.port), "--served-model-name", "tiny",
-            "--dtype", "float32", "--max-model-len", "2048", "--max-num-seqs", "4",
-            "--enforce-eager", "--limit-mm-per-prompt", f'{{"image": {max_images}}}',
-            "--mm-processor-kwargs", '{"use_fast": false}',
-        ]  # fmt: skip
-        self.log = log
-        self.proc = subprocess.Popen(
-            cmd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-    def wait(self, timeout_s: float = 420) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"vllm serve exited:\n{self.log.read_text()[-4000:]}")
-            try:
-                with urllib.request.urlopen(self.url + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(1)
-        raise RuntimeError(
-            f"vllm serve not healthy in {timeout_s} s:\n{self.log.read_text()[-4000:]}"
-        )
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+def _serve(model: Path, max_images: int, log: Path) -> VLLMServer:
+    """A started ``vllm serve`` (``ricl.vlm.serve``), served as ``tiny``."""
+    return VLLMServer(model, max_images=max_images, python=_vllm_python(), log=log,
+                      served_name="tiny", max_num_seqs=4).start()  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -118,19 +65,19 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def servers(tiny_model, tmp_path_factory) -> Iterator[tuple[Server, Server]]:
+def servers(tiny_model, tmp_path_factory) -> Iterator[tuple[VLLMServer, VLLMServer]]:
     """Two servers: one accepting 3 images per prompt (k = 2), one accepting 2."""
     tmp = tmp_path_factory.mktemp("vllm")
-    started = [Server(tiny_model, 3, tmp / "serve3.log")]
+    started = [_serve(tiny_model, 3, tmp / "serve3.log")]
     try:
         started[0].wait()
-        started.append(Server(tiny_model, 2, tmp / "serve2.log"))
+        started.append(_serve(tiny_model, 2, tmp / "serve2.log"))
         started[1].wait()
         yield started[0], started[1]
     finally:
         for s in started:
             s.stop()
-    assert all(s.proc.poll() is not None for s in started)
+    assert not any(s.running for s in started)
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +103,7 @@ def _queries(ds, n=6) -> list[GroundingQuery]:
 def test_agent_end_to_end_against_a_real_vllm_server(servers, phantom, tiny_model):
     server, _ = servers
     index, ds = phantom
-    served = OpenAIBackend(None, server.url + "/v1", max_tokens=24, max_concurrency=4)
+    served = OpenAIBackend(None, server.base_url, max_tokens=24, max_concurrency=4)
     assert served.model == "tiny"
     agent = _agent(index, served)
     queries = _queries(ds)
@@ -180,10 +127,59 @@ def test_agent_end_to_end_against_a_real_vllm_server(servers, phantom, tiny_mode
 def test_a_server_limited_to_fewer_images_refuses_with_the_flag_named(servers, phantom):
     _, small = servers
     index, ds = phantom
-    agent = _agent(index, OpenAIBackend("tiny", small.url + "/v1", max_retries=0))
+    agent = _agent(index, OpenAIBackend("tiny", small.base_url, max_retries=0))
     with pytest.raises(TooManyImagesError, match="--limit-mm-per-prompt"):
         agent.ground(_queries(ds, 1)[0].image, "nodule")
 
 
 if __name__ == "__main__":  # pragma: no cover - run by hand
     sys.exit(pytest.main([__file__, "-v"]))
+
+
+@pytest.fixture(scope="module")
+def site_a(tmp_path_factory):
+    """A small release of the internal phantom site A (new patients: another seed than the
+    VLM's training release), indexed with the embedded encoder."""
+    from ricl.data import load_dataset
+    from ricl.data.phantom import write_phantom_release
+    from ricl.encoders import load
+    from ricl.retrieval.build import build_index
+
+    tmp = tmp_path_factory.mktemp("site-a")
+    write_phantom_release(tmp / "release", 200, 7, size=256, workers=1, site="A")
+    ds = load_dataset("phantom", tmp / "release")
+    build_index(load("phantom-lofi"), ds, "train", tmp / "index", encoder_spec="phantom-lofi",
+                progress=False)  # fmt: skip
+    return tmp / "index", ds
+
+
+def test_the_trained_vlm_gives_the_same_boxes_served_and_in_process(site_a, tmp_path):
+    """The embedded VLM served by vLLM: same boxes as the hf backend on a fixed query set,
+    and a union IoU on that set above kNN box transfer from the same exemplars."""
+    from ricl.boxes.geometry import union_iou
+    from ricl.vlm import resolve_model
+
+    index, ds = site_a
+    model = Path(resolve_model("phantom-qwen2vl"))
+    assert (model / "model.safetensors").is_file(), "the embedded VLM is missing"
+    queries = [GroundingQuery(ds.images_root / i.image_path, i.phrase, study_id=i.study_id,
+                              patient_id=i.patient_id) for i in ds.select("test") if i.boxes][:24]  # fmt: skip
+    gold = {q.phrase + str(q.image): i.boxes for q, i in zip(
+        queries, [i for i in ds.select("test") if i.boxes][:24], strict=True)}  # fmt: skip
+
+    def agent(backend):
+        cfg = AgentConfig(index=str(index), k=3, codec="qwen2vl", max_image_side=112)
+        return GroundingAgent(cfg, backend=backend)
+
+    with VLLMServer(model, max_images=4, python=_vllm_python(), log=tmp_path / "serve.log") as s:
+        served = agent(OpenAIBackend(None, s.base_url, max_tokens=64)).ground_many(queries)
+    local = agent(HFBackend(str(model), max_tokens=64)).ground_many(queries)
+    knn = agent(None).ground_many(queries)  # the default backend: kNN transfer
+    for a, b in zip(served, local, strict=True):
+        assert a.raw == b.raw and a.boxes == b.boxes
+
+    def mean_iou(results):
+        return sum(union_iou(r.boxes, gold[q.phrase + str(q.image)])
+                   for q, r in zip(queries, results, strict=True)) / len(queries)  # fmt: skip
+
+    assert mean_iou(local) > mean_iou(knn)

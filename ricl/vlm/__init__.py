@@ -17,7 +17,21 @@ from ricl.vlm.errors import VLMConfigError
 if TYPE_CHECKING:
     from ricl.vlm.base import VLMBackend
 
-__all__ = ["BACKENDS", "create_backend"]
+__all__ = ["BACKENDS", "EMBEDDED_VLMS", "create_backend", "resolve_model"]
+
+# models shipped with ricl (package data), loadable by name: see ricl/assets/vlm/README.md
+EMBEDDED_VLMS = ("phantom-qwen2vl",)
+
+
+def resolve_model(name_or_path: str) -> str:
+    """An embedded VLM's directory for its name (unless a path of that name exists), else
+    ``name_or_path`` unchanged (a local directory or hub id)."""
+    from pathlib import Path
+
+    if name_or_path in EMBEDDED_VLMS and not Path(name_or_path).exists():
+        return str(Path(__file__).resolve().parents[1] / "assets" / "vlm" / name_or_path)
+    return name_or_path
+
 
 BACKENDS = Registry(
     "VLM backend",

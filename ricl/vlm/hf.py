@@ -66,7 +66,7 @@ class HFBackend(VLMBackend):
     """A transformers VLM in this process.
 
     Args:
-        model: a local directory or hub id.
+        model: a local directory, hub id, or embedded model name (``phantom-qwen2vl``).
         dtype: ``float32`` (CPU default), ``bfloat16``, ``float16``.
         device: ``cpu``, ``cuda``... (default: cuda when available, else cpu).
         max_tokens, temperature, seed: decoding (``temperature == 0``: greedy).
@@ -95,7 +95,9 @@ class HFBackend(VLMBackend):
     ) -> None:
         if dtype not in {"float32", "bfloat16", "float16"}:
             raise VLMConfigError(f"dtype must be float32, bfloat16 or float16, got {dtype!r}")
-        self.model_id = str(model)
+        from ricl.vlm import resolve_model
+
+        self.model_id = resolve_model(str(model))
         self.dtype = dtype
         self.device = device
         self.max_tokens = int(max_tokens)

@@ -47,7 +47,9 @@ class VLLMBackend(VLMBackend):
     ) -> None:
         if max_images < 1:
             raise VLMConfigError(f"max_images must be >= 1, got {max_images}")
-        self.model = model
+        from ricl.vlm import resolve_model
+
+        self.model = resolve_model(model)
         self.max_images = int(max_images)
         self.temperature = float(temperature)
         self.max_tokens = int(max_tokens)

@@ -58,7 +58,9 @@ class ModelSpec(BaseModel):
 class EpisodeSpec(BaseModel):
     """How episodes are drawn: k from 0..k_max with ``k_weights``; one selector per episode
     with ``selectors`` weights (``location`` uses the query's gold box: what a
-    location-aware retriever would find; ``fine-grained`` the image embedding)."""
+    location-aware retriever would find; ``fine-grained`` the image embedding;
+    ``same-finding`` exemplars with the query's label and location from the annotations:
+    informative demonstrations, a curriculum that teaches the model to read them)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -72,7 +74,7 @@ class EpisodeSpec(BaseModel):
     def _weights(self) -> EpisodeSpec:
         if self.k_weights is not None and len(self.k_weights) != self.k_max + 1:
             raise ValueError(f"k_weights needs k_max + 1 = {self.k_max + 1} values")
-        known = {"location", "fine-grained", "random"}
+        known = {"location", "fine-grained", "random", "same-finding"}
         if not self.selectors or set(self.selectors) - known:
             raise ValueError(f"selectors must be a non-empty subset of {sorted(known)}")
         return self
@@ -85,6 +87,7 @@ class VLMTrainConfig(BaseModel):
 
     out_dir: str
     sources: list[SourceSpec]
+    init_from: str | None = None  # start from a trained model directory (its tokenizer too)
     model: ModelSpec = Field(default_factory=ModelSpec)
     episodes: EpisodeSpec = Field(default_factory=EpisodeSpec)
     strategy: str = "k-shot"

@@ -90,10 +90,26 @@ class Pool:
                     (regions[:, 0] == eid) & (regions[:, 1] == pos) & (regions[:, 2] == 0)
                 )[0]
                 vec = r.store.vectors("regions", np.array([row]))[0]
+            if selector == "same-finding":
+                self._cands[key] = self._same_finding(inst, max(k, 1), seed + i)
+                return self._cands[key][:k]
             q = Query(embedding=vec, study_id=inst.study_id, patient_id=inst.patient_id,
                       phrase=inst.phrase)  # fmt: skip
             self._cands[key] = r.retrieve(q, k=max(k, 1), selector=selector, seed=seed)
         return self._cands[key][:k]
+
+    def _same_finding(self, inst: Instance, k: int, seed: int) -> list[Exemplar]:
+        """Exemplars (other patients) holding a finding with the query's label AND location,
+        from the annotations: the exemplars an ideal location-aware retriever returns. A
+        training curriculum only (it reads the answer); shuffled with ``seed``."""
+        labels, locations = set(inst.labels), set(inst.locations)
+        found = [
+            e for e in self.retriever.exemplars
+            if e.patient_id != inst.patient_id
+            and any(labels & set(f.labels) and locations & set(f.locations) for f in e.findings)
+        ]  # fmt: skip
+        order = np.random.default_rng(seed).permutation(len(found))
+        return [found[j] for j in order[:k]]
 
 
 @dataclass(frozen=True)

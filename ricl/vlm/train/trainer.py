@@ -104,6 +104,8 @@ def train_vlm(
     codec = get_codec(cfg.codec)
     sampler = EpisodeSampler(cfg, load_strategy(cfg.strategy), codec, load_pools(cfg))
     m = cfg.model
+    if not (run / "init" / "config.json").is_file() and cfg.init_from:
+        shutil.copytree(cfg.init_from, run / "init", dirs_exist_ok=True)
     if not (run / "init" / "config.json").is_file():
         build_tiny_qwen2vl(
             run / "init", seed=cfg.seed, vocab_size=m.vocab_size, hidden_size=m.hidden_size,
