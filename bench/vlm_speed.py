@@ -3,7 +3,8 @@ in process (``hf`` backend) and against a vLLM server (concurrency 1, 4, 8).
 
     python bench/vlm_speed.py --model ricl/assets/vlm/phantom-qwen2vl \\
         --root ricl-demo/phantom --index ricl-demo/indexes/phantom-lofi
-    python bench/vlm_speed.py ... --server http://127.0.0.1:8000/v1     # also the server
+    python bench/vlm_speed.py ... --server http://127.0.0.1:8000/v1     # also a running server
+    python bench/vlm_speed.py ... --serve          # start a local CPU vLLM server for --model
     python bench/vlm_speed.py ... --train-config eval/vlm/phantom_sites.yaml --train-steps 20
 
 Queries: the first ``--queries`` test instances with boxes, exemplars from the index
@@ -108,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--root", required=True)
     ap.add_argument("--index", required=True)
     ap.add_argument("--queries", type=int, default=40)
-    ap.add_argument("--server", default=None)
+    ap.add_argument("--server", default=None, help="base URL of a running server")
+    ap.add_argument("--serve", action="store_true", help="start a local vLLM server for --model")
     ap.add_argument("--train-config", default=None)
     ap.add_argument("--train-steps", type=int, default=20)
     args = ap.parse_args(argv)
@@ -120,7 +122,14 @@ def main(argv: list[str] | None = None) -> int:
     qs = queries(args.root, args.queries)
     print("## In process (hf backend, sequential)\n")
     print(in_process(args, qs))
-    if args.server:
+    if args.serve:
+        from ricl.vlm.serve import VLLMServer
+
+        with VLLMServer(args.model, max_images=6) as server:
+            args.server = server.base_url
+            print("\n## vLLM server (openai backend, ground_many)\n")
+            print(served(args, qs))
+    elif args.server:
         print("\n## vLLM server (openai backend, ground_many)\n")
         print(served(args, qs))
     if args.train_config:
