@@ -109,3 +109,21 @@ def test_config_errors_name_the_key(pool, tmp_path):
         _cfg(pool, tmp_path, episodes={"k_max": 2, "k_weights": [1, 1]})
     with pytest.raises(VLMTrainConfigError, match="colour"):
         _cfg(pool, tmp_path, colour=1)
+
+
+def test_curriculum_selectors_demonstrate_the_matching_finding(pool, tmp_path):
+    from ricl.vlm.train.episodes import EpisodeSampler, load_pools
+
+    cfg = _cfg(pool, tmp_path / "run", episodes={"k_max": 2, "k_weights": [0, 0, 1],
+                                                 "selectors": {"self": 1}})  # fmt: skip
+    sampler = EpisodeSampler(cfg, load_strategy("k-shot"), get_codec("json"), load_pools(cfg))
+    p = sampler.pools[0]
+    for i in range(5):
+        inst = p.instances[i]
+        own, *rest = p.candidates(i, "self", 2, 0)
+        assert own.study_id == inst.study_id
+        assert own.findings[own.matched_region[0]].index == inst.finding_index
+        for e in rest + p.candidates(i, "same-finding", 3, 0):
+            f = e.findings[e.matched_region[0]]
+            assert e.patient_id != inst.patient_id
+            assert set(f.labels) & set(inst.labels) and set(f.locations) & set(inst.locations)

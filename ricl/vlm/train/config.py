@@ -60,7 +60,8 @@ class EpisodeSpec(BaseModel):
     with ``selectors`` weights (``location`` uses the query's gold box: what a
     location-aware retriever would find; ``fine-grained`` the image embedding;
     ``same-finding`` exemplars with the query's label and location from the annotations:
-    informative demonstrations, a curriculum that teaches the model to read them)."""
+    informative demonstrations; ``self`` the query's own study first, then same-finding
+    ones: a copy curriculum. Both read the answer: training only, never at evaluation)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -74,7 +75,7 @@ class EpisodeSpec(BaseModel):
     def _weights(self) -> EpisodeSpec:
         if self.k_weights is not None and len(self.k_weights) != self.k_max + 1:
             raise ValueError(f"k_weights needs k_max + 1 = {self.k_max + 1} values")
-        known = {"location", "fine-grained", "random", "same-finding"}
+        known = {"location", "fine-grained", "random", "same-finding", "self"}
         if not self.selectors or set(self.selectors) - known:
             raise ValueError(f"selectors must be a non-empty subset of {sorted(known)}")
         return self

@@ -93,6 +93,12 @@ class Pool:
             if selector == "same-finding":
                 self._cands[key] = self._same_finding(inst, max(k, 1), seed + i)
                 return self._cands[key][:k]
+            if selector == "self":  # the query's own study first (a copy curriculum)
+                own = r.exemplars[eid]
+                pos = next(j for j, f in enumerate(own.findings) if f.index == inst.finding_index)
+                rest = self._same_finding(inst, max(k, 1), seed + i)
+                self._cands[key] = [own.with_score(1.0, (pos, 0)), *rest]
+                return self._cands[key][:k]
             q = Query(embedding=vec, study_id=inst.study_id, patient_id=inst.patient_id,
                       phrase=inst.phrase)  # fmt: skip
             self._cands[key] = r.retrieve(q, k=max(k, 1), selector=selector, seed=seed)
@@ -101,7 +107,8 @@ class Pool:
     def _same_finding(self, inst: Instance, k: int, seed: int) -> list[Exemplar]:
         """Exemplars (other patients) holding a finding with the query's label AND location,
         from the annotations: the exemplars an ideal location-aware retriever returns. A
-        training curriculum only (it reads the answer); shuffled with ``seed``."""
+        training curriculum only (it reads the answer); shuffled with ``seed``. Each comes
+        with ``matched_region`` set, so the demonstration shows that finding."""
         labels, locations = set(inst.labels), set(inst.locations)
         found = [
             e for e in self.retriever.exemplars
@@ -109,7 +116,13 @@ class Pool:
             and any(labels & set(f.labels) and locations & set(f.locations) for f in e.findings)
         ]  # fmt: skip
         order = np.random.default_rng(seed).permutation(len(found))
-        return [found[j] for j in order[:k]]
+        out = []
+        for j in order[:k]:  # demonstrate the matching finding (matched_region)
+            e = found[j]
+            pos = next(n for n, f in enumerate(e.findings)
+                       if labels & set(f.labels) and locations & set(f.locations))  # fmt: skip
+            out.append(e.with_score(1.0, (pos, 0)))
+        return out
 
 
 @dataclass(frozen=True)
