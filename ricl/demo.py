@@ -242,12 +242,12 @@ def _summary_table(out: dict[str, Any], console: Any) -> None:
     table = Table(title="phantom test split")
     table.add_column("method", no_wrap=True)
     for header in MAIN_METRICS.values():
-        table.add_column(header, justify="right")
-    rows = [(f"baseline {k}", v) for k, v in out["baselines"].items()]
-    rows.append(("ricl k-shot (LoFi exemplars, kNN transfer)", out["eval"]))
+        table.add_column(header, justify="right", no_wrap=True)
+    rows = [(k, v) for k, v in out["baselines"].items()]
+    rows.append(("kNN transfer k=3", out["eval"]))
     if "vlm" in out:
-        rows.append(("ricl VLM, zero-shot", out["vlm"]["zero-shot"]))
-        rows.append(("ricl VLM, k-shot (LoFi exemplars, k=3)", out["vlm"]["k3"]))
+        rows.append(("VLM zero-shot", out["vlm"]["zero-shot"]))
+        rows.append(("VLM k=3", out["vlm"]["k3"]))
     for name, metrics in rows:
         table.add_row(name, *(f"{metrics[m]:.3f}" if m in metrics else "-" for m in MAIN_METRICS))
     console.print(table)

@@ -217,3 +217,18 @@ def test_a_scored_run_writes_its_report_page(phantom, tmp_path):
     html = (config.run_dir / "report.html").read_text()
     assert html.count('class="instance"') == 4
     assert "data:image/jpeg;base64," in html
+
+
+def test_a_resumed_run_may_talk_to_the_server_on_another_port(phantom, tmp_path):
+    config = _config(phantom, tmp_path)
+    moved = EvalConfig.load({**config.model_dump(), "agent": {
+        **config.agent.model_dump(), "backend_options": {"min_similarity": 0.0}}})  # fmt: skip
+    assert moved.semantic() != config.semantic()  # a real option: another configuration
+    a = config.model_dump()
+    a["agent"] = {
+        **a["agent"],
+        "backend": "openai",
+        "backend_options": {"base_url": "http://h:1/v1"},
+    }
+    b = {**a, "agent": {**a["agent"], "backend_options": {"base_url": "http://h:2/v1"}}}
+    assert EvalConfig.load(a).semantic() == EvalConfig.load(b).semantic()

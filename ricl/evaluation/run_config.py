@@ -28,6 +28,15 @@ __all__ = ["SEMANTIC_KEYS", "DatasetSpec", "EvalConfig", "EvalConfigError"]
 
 # what must not change between a run and its --resume (the rest is how, not what)
 SEMANTIC_KEYS = ("dataset", "agent", "query_box")
+# backend options about transport, not about what is answered (a server on another port)
+TRANSPORT_OPTIONS = (
+    "base_url",
+    "api_key",
+    "timeout_s",
+    "max_retries",
+    "max_concurrency",
+    "cache_dir",
+)
 
 
 class EvalConfigError(RiclError, ValueError):
@@ -71,8 +80,12 @@ class EvalConfig(BaseModel):
         return Path(self.runs_dir) / self.run_id
 
     def semantic(self) -> dict[str, Any]:
-        """The part of the config that decides the predictions (compared on resume)."""
+        """The part of the config that decides the predictions (compared on resume);
+        transport options of the backend (``TRANSPORT_OPTIONS``) are left out."""
         data = self.model_dump(mode="json")
+        options = data["agent"]["backend_options"]
+        for key in TRANSPORT_OPTIONS:
+            options.pop(key, None)
         return {k: data[k] for k in SEMANTIC_KEYS}
 
     @classmethod
