@@ -29,12 +29,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import time
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ricl.atomic import atomic_write_text
 from ricl.errors import DatasetFormatError, ImageLoadError, RiclError
 from ricl.evaluation.run_config import EvalConfig, EvalConfigError
 from ricl.types import Instance, Prediction
@@ -179,7 +180,7 @@ def prepare_run_dir(config: EvalConfig, resume: bool) -> Path:
                 "(only missing and failed instances run) or choose another run_id"
             )
     run_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write(cfg_file, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    atomic_write_text(cfg_file, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     return run_dir
 
 
@@ -203,17 +204,16 @@ def run_eval(
     run_dir = prepare_run_dir(config, resume)
     ds, instances = load_instances(config)
     path = run_dir / PREDICTIONS
-    previous = last_rows(read_rows(path, repair=True))
-    attempts: dict[str, int] = {}
-    for row in read_rows(path):
-        attempts[row["instance_id"]] = attempts.get(row["instance_id"], 0) + 1
+    history = read_rows(path, repair=True)  # read once: last rows and attempt counts
+    previous = last_rows(history)
+    attempts = dict(Counter(row["instance_id"] for row in history))
     todo = [
         i for i in instances if previous.get(i.instance_id, {}).get("status", "error") == "error"
     ]
     agent = agent or GroundingAgent(config.agent)
     _apply_concurrency(agent, config.concurrency)
     summary = _summary(config, ds, instances, previous, agent, started=time.time())
-    _atomic_write(run_dir / "run.json", json.dumps(summary, indent=2))
+    atomic_write_text(run_dir / "run.json", json.dumps(summary, indent=2))
     aborted = None
     if todo:
         aborted = asyncio.run(
@@ -221,7 +221,7 @@ def run_eval(
         )
     rows = last_rows(read_rows(path))
     summary = _summary(config, ds, instances, rows, agent, started=summary["started"])
-    _atomic_write(run_dir / "run.json", json.dumps(summary, indent=2))
+    atomic_write_text(run_dir / "run.json", json.dumps(summary, indent=2))
     if aborted is not None:
         raise RunAborted(
             f"{run_dir}: stopped after {config.max_consecutive_failures} failures in a row "
@@ -400,7 +400,7 @@ def score_run(
     metrics = score(instances, preds, rodeo=rodeo and config.rodeo)
     metrics = {"run_id": config.run_id, "dataset": config.dataset.name,
                "split": config.dataset.split, "complete": not failed, **metrics}  # fmt: skip
-    _atomic_write(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
     write_group_tables(run_dir, metrics)
     if report if report is not None else config.report:
         from ricl.evaluation.report import write_report
@@ -426,9 +426,3 @@ def _diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
         elif va != vb:
             out.append(f"{prefix}{key}")
     return out
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)

@@ -168,10 +168,11 @@ class OpenAIBackend(VLMBackend):
         path = self._cache_path(payload)
         if path is None:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps({"text": gen.text, "model": gen.model, "usage": gen.usage}))
-        tmp.replace(path)
+        from ricl.atomic import atomic_write_text
+
+        atomic_write_text(
+            path, json.dumps({"text": gen.text, "model": gen.model, "usage": gen.usage})
+        )
 
     # ------------------------------------------------------------------ calls
     def generate(self, request: VLMRequest) -> Generation:
