@@ -75,26 +75,36 @@ class AgentConfig(BaseModel):
     def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> AgentConfig:
         """Read a YAML file (relative ``index``/``images_root`` resolve against the current
         directory) and apply ``key=value`` overrides (values parsed as YAML)."""
-        import yaml
-
-        p = Path(path)
-        try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise AgentConfigError(f"{p}: cannot read the agent configuration ({exc})") from exc
-        if not isinstance(data, dict):
-            raise AgentConfigError(f"{p}: an agent configuration is a YAML mapping")
-        return cls.load(apply_overrides(data, overrides or []), str(p))
+        data = read_yaml_mapping(path, AgentConfigError, "an agent configuration")
+        return cls.load(apply_overrides(data, overrides or []), str(path))
 
     def with_overrides(self, overrides: list[str]) -> AgentConfig:
         return self.load(apply_overrides(self.model_dump(), overrides), "overrides")
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """``["k=5", "backend_options.base_url=http://..."]`` applied to a copy of ``data``."""
+def read_yaml_mapping(path: str | Path, error: type[RiclError], what: str) -> dict[str, Any]:
+    """The mapping held by a YAML file (empty file: ``{}``). Raises ``error`` naming the file
+    when it cannot be read, is not YAML, or holds something else than ``what`` (a mapping)."""
     import yaml
 
-    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise error(f"{p}: cannot read {what} ({exc})") from exc
+    if not isinstance(data, dict):
+        raise error(f"{p}: {what} is a YAML mapping")
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """``["k=5", "backend_options.base_url=http://..."]`` applied to a deep copy of ``data``
+    (``data`` is never modified; missing intermediate mappings are created)."""
+    import copy
+
+    import yaml
+
+    out = copy.deepcopy(data)
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
@@ -103,14 +113,11 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         node = out
         *parents, leaf = key.strip().split(".")
         for name in parents:
-            child = node.get(name)
+            child = node.setdefault(name, {})
             if child is None:
-                child = {}
-            elif not isinstance(child, dict):
+                child = node[name] = {}
+            if not isinstance(child, dict):
                 raise AgentConfigError(f"override {item!r}: {name!r} is not a mapping")
-            else:
-                child = dict(child)
-            node[name] = child
             node = child
         node[leaf] = value
     return out

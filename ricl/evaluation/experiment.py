@@ -35,7 +35,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ricl.agent_config import apply_overrides
+from ricl.agent_config import apply_overrides, read_yaml_mapping
 from ricl.errors import RiclError
 from ricl.evaluation.run_config import EvalConfig, EvalConfigError
 
@@ -67,22 +67,11 @@ class ExperimentConfig(BaseModel):
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
         """Read ``path``; ``base`` may name an eval config file (relative to the cwd)."""
-        import yaml
-
         p = Path(path)
-        try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise EvalConfigError(f"{p}: cannot read the experiment ({exc})") from exc
-        if not isinstance(data, dict):
-            raise EvalConfigError(f"{p}: an experiment is a YAML mapping")
+        data = read_yaml_mapping(p, EvalConfigError, "an experiment")
         if isinstance(data.get("base"), str):
-            base_path = Path(data["base"])
-            try:
-                data["base"] = yaml.safe_load(base_path.read_text(encoding="utf-8")) or {}
-            except (OSError, yaml.YAMLError) as exc:
-                raise EvalConfigError(f"{p}: cannot read its base {base_path} ({exc})") from exc
-        data = apply_overrides(_deep(data), overrides or [])  # base.agent.k=5 reaches the base
+            data["base"] = read_yaml_mapping(data["base"], EvalConfigError, "an experiment's base")
+        data = apply_overrides(data, overrides or [])  # base.agent.k=5 reaches the base
         data.setdefault("name", p.stem)
         try:
             return cls(**data)
@@ -99,7 +88,7 @@ class ExperimentConfig(BaseModel):
                 point = dict(zip(keys, values, strict=True))
                 point.update({k: v for k, v in arm_over.items() if k in point})
                 sets = [f"{k}={json.dumps(v)}" for k, v in {**point, **arm_over}.items()]
-                data = apply_overrides(_deep(self.base), sets)
+                data = apply_overrides(self.base, sets)
                 cell_id = _cell_id(arm, point)
                 data["run_id"] = f"{self.name}/{cell_id}"
                 if self.runs_dir:
@@ -262,7 +251,3 @@ def _cached_metrics(config: EvalConfig) -> dict[str, Any] | None:
 def _cell_id(arm: str, point: dict[str, Any]) -> str:
     parts = [arm] + [f"{k.split('.')[-1]}{v}" for k, v in point.items()]
     return "__".join(str(p).replace("/", "-").replace(" ", "") for p in parts)
-
-
-def _deep(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: _deep(v) if isinstance(v, dict) else v for k, v in d.items()}

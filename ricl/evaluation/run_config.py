@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ricl.agent_config import AgentConfig, apply_overrides
+from ricl.agent_config import AgentConfig, apply_overrides, read_yaml_mapping
 from ricl.errors import RiclError
 
 __all__ = ["SEMANTIC_KEYS", "DatasetSpec", "EvalConfig", "EvalConfigError"]
@@ -99,20 +99,9 @@ class EvalConfig(BaseModel):
     def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> EvalConfig:
         """Read ``path`` (YAML), apply ``key=value`` overrides; ``run_id`` defaults to the
         file's stem."""
-        import yaml
-
-        p = Path(path)
-        try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise EvalConfigError(f"{p}: cannot read the evaluation configuration ({exc})") from exc
-        if not isinstance(data, dict):
-            raise EvalConfigError(f"{p}: an evaluation configuration is a YAML mapping")
-        data = apply_overrides(_nested_copy(data), overrides or [])
+        data = apply_overrides(
+            read_yaml_mapping(path, EvalConfigError, "an evaluation configuration"), overrides or []
+        )
         if not data.get("run_id"):
-            data["run_id"] = p.stem
-        return cls.load(data, str(p))
-
-
-def _nested_copy(data: dict[str, Any]) -> dict[str, Any]:
-    return {k: _nested_copy(v) if isinstance(v, dict) else v for k, v in data.items()}
+            data["run_id"] = Path(path).stem
+        return cls.load(data, str(path))

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ricl.agent_config import apply_overrides
+from ricl.agent_config import apply_overrides, read_yaml_mapping
 from ricl.errors import RiclError
 
 __all__ = ["EpisodeSpec", "ModelSpec", "SourceSpec", "VLMTrainConfig", "VLMTrainConfigError"]
@@ -105,14 +105,8 @@ class VLMTrainConfig(BaseModel):
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> VLMTrainConfig:
-        import yaml
-
-        p = Path(path)
-        try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise VLMTrainConfigError(f"{p}: cannot read the configuration ({exc})") from exc
-        return cls.load(apply_overrides(data, overrides or []), str(p))
+        data = read_yaml_mapping(path, VLMTrainConfigError, "a VLM training configuration")
+        return cls.load(apply_overrides(data, overrides or []), str(path))
 
     @classmethod
     def load(cls, data: dict[str, Any], source: str = "config") -> VLMTrainConfig:
