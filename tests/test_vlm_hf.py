@@ -5,7 +5,6 @@ model says into a status."""
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +13,8 @@ import pytest
 from ricl.agent import GroundingAgent
 from ricl.agent_config import AgentConfig
 from ricl.vlm.errors import VLMConfigError
-from ricl.vlm.hf import HFBackend, decode_data_url, to_hf_conversation
-from ricl.vlm.payload import image_data_url, to_openai_messages
+from ricl.vlm.hf import HFBackend, decode_data_url, messages_to_hf
+from ricl.vlm.payload import image_data_url
 from tests.test_vlm_openai import make_request
 
 pytest.importorskip("transformers")
@@ -35,8 +34,9 @@ def backend(tiny_model) -> HFBackend:
 
 def test_images_reach_the_model_as_the_server_would_decode_them(tmp_path):
     request = make_request(tmp_path)
-    conv = to_openai_messages(request.prompt.messages, partial(image_data_url, fmt="png"))
-    messages, images = to_hf_conversation(conv)
+    messages, images = messages_to_hf(
+        request.prompt.messages, lambda ref: decode_data_url(image_data_url(ref, "png"))
+    )
     assert len(images) == 3 and all(im.mode == "RGB" for im in images)
     assert np.array_equal(np.asarray(images[-1]), np.asarray(request.prompt.query.render()))
     assert messages[1]["content"][0] == {"type": "image"}

@@ -19,14 +19,15 @@ from __future__ import annotations
 import base64
 import io
 import time
-from functools import partial
+from collections.abc import Sequence
 from typing import Any
 
+from ricl.prompting.messages import ImagePart, ImageRef, Message, TextPart
 from ricl.vlm.base import Generation, VLMBackend, VLMRequest
 from ricl.vlm.errors import VLMConfigError
-from ricl.vlm.payload import image_data_url, to_openai_messages
+from ricl.vlm.payload import image_data_url
 
-__all__ = ["HFBackend", "decode_data_url", "to_hf_conversation"]
+__all__ = ["HFBackend", "decode_data_url", "messages_to_hf"]
 
 
 def decode_data_url(url: str) -> Any:
@@ -39,27 +40,29 @@ def decode_data_url(url: str) -> Any:
     return Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB")
 
 
-def to_hf_conversation(
-    openai_messages: list[dict[str, Any]],
+def messages_to_hf(
+    messages: Sequence[Message], render: Any = None
 ) -> tuple[list[dict[str, Any]], list[Any]]:
-    """OpenAI-format messages -> (messages with ``{"type": "image"}`` parts, the images in
-    order). String contents stay strings."""
+    """Prompt messages -> (chat-template messages with ``{"type": "image"}`` parts, images
+    in order). ``render(ref)`` gives an image's pixels (default :meth:`ImageRef.render`;
+    the backend passes the pixels as a server decodes them from their data URL). Turns
+    without images keep string content. The trainer renders episodes with it too."""
+    render = render or (lambda ref: ref.render())
+    conv: list[dict[str, Any]] = []
     images: list[Any] = []
-    out: list[dict[str, Any]] = []
-    for m in openai_messages:
-        content = m["content"]
-        if isinstance(content, str):
-            out.append({"role": m["role"], "content": content})
+    for m in messages:
+        if not m.images:
+            conv.append({"role": m.role, "content": m.text})
             continue
-        parts = []
-        for p in content:
-            if p["type"] == "image_url":
-                images.append(decode_data_url(p["image_url"]["url"]))
+        parts: list[dict[str, Any]] = []
+        for p in m.content:
+            if isinstance(p, TextPart):
+                parts.append({"type": "text", "text": p.text})
+            elif isinstance(p, ImagePart):
+                images.append(render(p.image))
                 parts.append({"type": "image"})
-            else:
-                parts.append({"type": "text", "text": p["text"]})
-        out.append({"role": m["role"], "content": parts})
-    return out, images
+        conv.append({"role": m.role, "content": parts})
+    return conv, images
 
 
 class HFBackend(VLMBackend):
@@ -166,12 +169,14 @@ class HFBackend(VLMBackend):
         return self._processor
 
     # ------------------------------------------------------------------ calls
+    def _as_sent(self, ref: ImageRef) -> Any:
+        """An image's pixels exactly as a server receives them: through the data URL the
+        ``openai`` backend sends (same encoding), decoded to RGB."""
+        return decode_data_url(image_data_url(ref, self.image_format))
+
     def inputs(self, request: VLMRequest) -> tuple[str, Any]:
         """(the chat-templated prompt text, the processor's tensors) for ``request``."""
-        conv = to_openai_messages(
-            request.prompt.messages, partial(image_data_url, fmt=self.image_format)
-        )
-        messages, images = to_hf_conversation(conv)
+        messages, images = messages_to_hf(request.prompt.messages, self._as_sent)
         text = self.processor.apply_chat_template(
             messages, tokenize=False, add_generation_prompt=True
         )

@@ -15,14 +15,14 @@ pool: its stored global vector, and the region vector of its first gold box for 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ricl.prompting.messages import ImagePart, ImageRef, Message, TextPart, codec_frame
+from ricl.prompting.messages import ImageRef, codec_frame
+from ricl.vlm.hf import messages_to_hf
 
 if TYPE_CHECKING:
     from ricl.boxes.codecs.base import BoxCodec
@@ -31,30 +31,7 @@ if TYPE_CHECKING:
     from ricl.types import Instance
     from ricl.vlm.train.config import VLMTrainConfig
 
-__all__ = ["Episode", "EpisodeSampler", "Pool", "encode_episode", "messages_to_hf"]
-
-
-def messages_to_hf(
-    messages: Sequence[Message], render: Any = None
-) -> tuple[list[dict[str, Any]], list[Any]]:
-    """Prompt messages -> (chat-template messages with ``{"type": "image"}`` parts, images
-    in order). ``render(ref)`` gives an image's pixels (default :meth:`ImageRef.render`)."""
-    render = render or (lambda ref: ref.render())
-    conv: list[dict[str, Any]] = []
-    images: list[Any] = []
-    for m in messages:
-        if not m.images:
-            conv.append({"role": m.role, "content": m.text})
-            continue
-        parts: list[dict[str, Any]] = []
-        for p in m.content:
-            if isinstance(p, TextPart):
-                parts.append({"type": "text", "text": p.text})
-            elif isinstance(p, ImagePart):
-                images.append(render(p.image))
-                parts.append({"type": "image"})
-        conv.append({"role": m.role, "content": parts})
-    return conv, images
+__all__ = ["Episode", "EpisodeSampler", "Pool", "encode_episode"]
 
 
 @dataclass
