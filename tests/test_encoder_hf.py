@@ -17,7 +17,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from ricl import encoders
-from ricl.encoders import hf
+from ricl.encoders import hf, hf_loading
 from ricl.encoders.tokenizer import build_word_tokenizer
 from ricl.errors import RiclError
 from ricl.types import Box
@@ -145,7 +145,7 @@ def test_missing_path_gives_clear_error(tmp_path, monkeypatch):
     assert "not a local directory and the Hugging Face hub is unreachable" in str(err.value)
     assert "download the model and pass its directory" in str(err.value)
     # a hub-style id, neither cached nor reachable: fails at once, no retries
-    monkeypatch.setattr(hf, "_hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(hf_loading, "_hub_reachable", lambda timeout=3.0: False)
     t0 = time.perf_counter()
     with pytest.raises(hf.EncoderLoadError, match="hub is unreachable"):
         encoders.load("hf:ricl-test-org/no-such-model")

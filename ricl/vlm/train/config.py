@@ -102,6 +102,7 @@ class VLMTrainConfig(BaseModel):
     log_every: int = 25
     checkpoint_every: int = 250
     threads: int | None = None
+    workers: int = Field(0, ge=0)  # DataLoader processes building batches (0: in the loop)
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> VLMTrainConfig:

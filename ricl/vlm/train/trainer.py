@@ -72,6 +72,23 @@ def _collate(items: list[dict[str, Any]], pad_id: int) -> dict[str, Any]:
     return batch
 
 
+class _Batches:
+    """Batch ``s`` of a run: episodes drawn from ``default_rng([seed, s])``, encoded and
+    collated. Indexed by step, so DataLoader workers build batches in parallel and a run's
+    batches do not depend on the number of workers."""
+
+    def __init__(self, sampler: Any, processor: Any, size: int, seed: int, pad_id: int) -> None:
+        self.sampler, self.processor, self.size = sampler, processor, size
+        self.seed, self.pad_id = seed, pad_id
+
+    def __getitem__(self, step: int) -> dict[str, Any]:
+        from ricl.vlm.train.episodes import encode_episode
+
+        rng = np.random.default_rng([self.seed, step])
+        items = [encode_episode(self.sampler.sample(rng), self.processor) for _ in range(self.size)]
+        return _collate(items, self.pad_id)
+
+
 def train_vlm(
     cfg: VLMTrainConfig,
     *,
@@ -90,7 +107,7 @@ def train_vlm(
     from ricl.prompting.strategies import load_strategy
     from ricl.training_state import load_optimizer_state, save_optimizer_state
     from ricl.vlm.tiny_qwen2vl import build_tiny_qwen2vl, load_qwen2vl_processor
-    from ricl.vlm.train.episodes import EpisodeSampler, encode_episode, load_pools
+    from ricl.vlm.train.episodes import EpisodeSampler, load_pools
 
     run = Path(cfg.out_dir)
     ckpt = run / "checkpoint"
@@ -135,12 +152,15 @@ def train_vlm(
     model.train()
     t0 = time.perf_counter()
     end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
+    batches = _Batches(sampler, processor, cfg.batch_size, cfg.seed, pad_id)
+    loader = torch.utils.data.DataLoader(
+        batches, batch_size=None, sampler=range(start, end), num_workers=cfg.workers,
+        prefetch_factor=4 if cfg.workers else None, pin_memory=device == "cuda",
+    )  # fmt: skip
     with Progress(disable=not progress) as bar:
         task = bar.add_task("train-vlm", total=cfg.steps, completed=start)
-        for step in range(start, end):
-            rng = np.random.default_rng([cfg.seed, step])
-            items = [encode_episode(sampler.sample(rng), processor) for _ in range(cfg.batch_size)]
-            batch = {k: v.to(device) for k, v in _collate(items, pad_id).items()}
+        for step, cpu_batch in zip(range(start, end), loader, strict=True):
+            batch = {k: v.to(device, non_blocking=True) for k, v in cpu_batch.items()}
             loss = model(**batch).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
