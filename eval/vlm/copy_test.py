@@ -1,0 +1,76 @@
+"""The copy test: does a grounding VLM read its demonstrations?
+
+Each of the first ``--n`` training instances (with boxes) of a release is asked twice:
+zero-shot, and with ONE exemplar that is its own study (``allow_same_patient``, location
+selector queried with the gold boxes' hull, so the own study comes back first in nearly
+every case): the demonstration then holds the identical image, phrase and gold answer. A
+model that reads demonstrations copies and scores near 1; one that ignores them scores as
+zero-shot. Prints a markdown table (union IoU, mean over the instances).
+
+    python eval/vlm/copy_test.py --root data/sites/A --index data/sites/idx-A-phantom-lofi \\
+        --model stage-1=eval/runs/vlm_phantom_sites/model --model gpu=eval/runs/...
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--root", default="data/sites/A")
+    ap.add_argument("--index", default="data/sites/idx-A-phantom-lofi")
+    ap.add_argument("--model", action="append", required=True, help="NAME=DIR (repeatable)")
+    ap.add_argument("--n", type=int, default=30)
+    args = ap.parse_args(argv)
+
+    from ricl.agent import GroundingAgent
+    from ricl.agent_config import AgentConfig
+    from ricl.boxes.geometry import union_iou
+    from ricl.data import load_dataset
+    from ricl.types import Box
+    from ricl.vlm.hf import HFBackend
+
+    ds = load_dataset("phantom", args.root, read_image_sizes=False)
+    queries = [i for i in ds.select("train") if i.boxes][: args.n]
+
+    def hull(boxes: list[Box]) -> Box:
+        return Box(min(b.x_min for b in boxes), min(b.y_min for b in boxes),
+                   max(b.x_max for b in boxes), max(b.y_max for b in boxes))  # fmt: skip
+
+    arms = {
+        "zero-shot": {"strategy": "zero-shot", "k": 0},
+        "own study shown": {"k": 1, "selector": "location", "allow_same_patient": True},
+    }
+    print("| model | zero-shot | own study shown | own study retrieved |\n|---|---:|---:|---:|")
+    for spec in args.model:
+        name, _, path = spec.partition("=")
+        backend = HFBackend(path, max_tokens=64)
+        row = []
+        for options in arms.values():
+            agent = GroundingAgent(
+                AgentConfig(index=args.index, codec="qwen2vl", max_image_side=112, **options),
+                backend=backend,
+            )
+            ious, own = [], 0
+            for inst in queries:
+                r = agent.ground(ds.images_root / inst.image_path, inst.phrase,
+                                 study_id=inst.study_id, patient_id=inst.patient_id,
+                                 box=hull(inst.boxes))  # fmt: skip
+                ious.append(union_iou(r.boxes, inst.boxes))
+                own += bool(r.exemplars) and r.exemplars[0]["study_id"] == inst.study_id
+            row.append((float(np.mean(ious)), own))
+        print(f"| {name} | {row[0][0]:.3f} | {row[1][0]:.3f} | {row[1][1]} / {len(queries)} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
