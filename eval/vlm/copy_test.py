@@ -34,17 +34,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from ricl.agent import GroundingAgent
     from ricl.agent_config import AgentConfig
-    from ricl.boxes.geometry import union_iou
+    from ricl.boxes.geometry import hull, union_iou
     from ricl.data import load_dataset
-    from ricl.types import Box
     from ricl.vlm.hf import HFBackend
 
     ds = load_dataset("phantom", args.root, read_image_sizes=False)
     queries = [i for i in ds.select("train") if i.boxes][: args.n]
-
-    def hull(boxes: list[Box]) -> Box:
-        return Box(min(b.x_min for b in boxes), min(b.y_min for b in boxes),
-                   max(b.x_max for b in boxes), max(b.y_max for b in boxes))  # fmt: skip
 
     arms = {
         "zero-shot": {"strategy": "zero-shot", "k": 0},

@@ -17,11 +17,24 @@ __all__ = [
     "Match",
     "box_iou",
     "greedy_match",
+    "hull",
     "intersection_area",
     "iou_matrix",
     "union_area",
     "union_iou",
 ]
+
+
+def hull(boxes: Sequence[Box]) -> Box | None:
+    """The smallest box holding every box in ``boxes``, or None when there are none."""
+    if not boxes:
+        return None
+    return Box(
+        min(b.x_min for b in boxes),
+        min(b.y_min for b in boxes),
+        max(b.x_max for b in boxes),
+        max(b.y_max for b in boxes),
+    )
 
 
 def intersection_area(a: Box, b: Box) -> float:

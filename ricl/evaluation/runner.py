@@ -100,10 +100,8 @@ def last_rows(rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _row(instance: Instance, result: Any, attempt: int) -> dict[str, Any]:
-    from ricl.boxes.geometry import union_iou
-
-    failed = result.status in ("error", "parse_error")
+def _identity(instance: Instance) -> dict[str, Any]:
+    """The fields naming an instance, first in every predictions.jsonl row."""
     return {
         "instance_id": instance.instance_id,
         "image_id": instance.image_id,
@@ -111,6 +109,15 @@ def _row(instance: Instance, result: Any, attempt: int) -> dict[str, Any]:
         "patient_id": instance.patient_id,
         "phrase": instance.phrase,
         "label_group": instance.label_group,
+    }
+
+
+def _row(instance: Instance, result: Any, attempt: int) -> dict[str, Any]:
+    from ricl.boxes.geometry import union_iou
+
+    failed = result.status in ("error", "parse_error")
+    return {
+        **_identity(instance),
         "boxes": [b.to_list() for b in result.boxes],
         "status": result.status,
         "raw": result.raw,
@@ -129,12 +136,7 @@ def _row(instance: Instance, result: Any, attempt: int) -> dict[str, Any]:
 
 def _error_row(instance: Instance, message: str, attempt: int) -> dict[str, Any]:
     return {
-        "instance_id": instance.instance_id,
-        "image_id": instance.image_id,
-        "study_id": instance.study_id,
-        "patient_id": instance.patient_id,
-        "phrase": instance.phrase,
-        "label_group": instance.label_group,
+        **_identity(instance),
         "boxes": [],
         "status": "error",
         "raw": "",
@@ -262,6 +264,7 @@ async def _predict(
     )
 
     from ricl.agent import GroundingQuery
+    from ricl.boxes.geometry import hull
     from ricl.retrieval.errors import QueryError
     from ricl.vlm.errors import VLMError
 
@@ -293,7 +296,7 @@ async def _predict(
                     inst.phrase,
                     study_id=inst.study_id,
                     patient_id=inst.patient_id,
-                    box=_hull(inst.boxes) if config.query_box == "gold" else None,
+                    box=hull(inst.boxes) if config.query_box == "gold" else None,
                     labels=tuple(inst.labels),
                     query_id=inst.instance_id,
                 )
@@ -320,20 +323,6 @@ async def _predict(
 
         await asyncio.gather(*(one(i) for i in todo))
     return state["last"] if stop.is_set() else None
-
-
-def _hull(boxes: Sequence[Any]) -> Any:
-    """The smallest box holding every gold box (the ``query_box: gold`` oracle), or None."""
-    from ricl.types import Box
-
-    if not boxes:
-        return None
-    return Box(
-        min(b.x_min for b in boxes),
-        min(b.y_min for b in boxes),
-        max(b.x_max for b in boxes),
-        max(b.y_max for b in boxes),
-    )
 
 
 def _summary(config: EvalConfig, ds: Any, instances: Sequence[Instance],
