@@ -65,15 +65,17 @@ def main(argv: list[str] | None = None) -> int:
 
     from ricl.data import load_dataset
     from ricl.encoders import load as load_encoder
-    from ricl.evaluation.retrieval import location_precision_at_k, study_keys
+    from ricl.evaluation.retrieval import (
+        location_precision_at_k,
+        same_patient_exclusion,
+        study_keys,
+    )
 
     ds = load_dataset("phantom", args.root, read_image_sizes=False)
     gallery = ds.studies_of("train")
     queries = ds.studies_of("test")[: args.queries]
-    by_patient: dict[str, set[int]] = {}
-    for gi, s in enumerate(gallery):
-        by_patient.setdefault(s.patient_id, set()).add(gi)
-    exclude = [by_patient.get(s.patient_id, set()) for s in queries]
+    exclude = same_patient_exclusion([s.patient_id for s in queries],
+                                     [s.patient_id for s in gallery])  # fmt: skip
     gk, qk = [study_keys(s) for s in gallery], [study_keys(s) for s in queries]
     g_paths, q_paths = [ds.image_file(s) for s in gallery], [ds.image_file(s) for s in queries]
 

@@ -43,6 +43,7 @@ __all__ = [
     "location_precision_at_k",
     "recall_at_k",
     "region_precision_at_k",
+    "same_patient_exclusion",
     "study_keys",
     "topk_indices",
 ]
@@ -287,6 +288,14 @@ def region_precision_at_k(
     return _key_precision(top, qk, gk, ks, "region_P", "region_label_P")
 
 
+def same_patient_exclusion(queries: Sequence[str], gallery: Sequence[str]) -> list[set[int]]:
+    """Per query patient id, the gallery positions of the same patient (to exclude)."""
+    by_patient: dict[str, set[int]] = {}
+    for gi, p in enumerate(gallery):
+        by_patient.setdefault(p, set()).add(gi)
+    return [by_patient.get(p, set()) for p in queries]
+
+
 # ---------------------------------------------------------------------------- driver
 def evaluate_retrieval(
     encoder: Encoder,
@@ -319,12 +328,6 @@ def evaluate_retrieval(
         paths = [image_path_fn(s) for s in studies]
         return checked(encoder.encode_images(paths, batch_size=batch_size).embeddings, len(paths))
 
-    def exclusion(queries: Sequence[str], gallery: Sequence[str]) -> list[set[int]]:
-        by_patient: dict[str, set[int]] = {}
-        for gi, p in enumerate(gallery):
-            by_patient.setdefault(p, set()).add(gi)
-        return [by_patient.get(p, set()) for p in queries]
-
     g_img, q_img = images(gallery_studies), images(query_studies)
     texts: list[str] = []
     text_image: list[int] = []
@@ -336,7 +339,9 @@ def evaluate_retrieval(
     text_emb = checked(encoder.encode_texts(texts), len(texts)) if texts else np.zeros((0, d))
     out: dict[str, float | int] = {}
     out |= image_text_recall(q_img, text_emb, text_image, ks, texts=texts, chunk_size=chunk_size)
-    ex = exclusion([s.patient_id for s in query_studies], [s.patient_id for s in gallery_studies])
+    ex = same_patient_exclusion(
+        [s.patient_id for s in query_studies], [s.patient_id for s in gallery_studies]
+    )
     q_keys = [study_keys(s) for s in query_studies]
     out |= location_precision_at_k(
         q_img, g_img, q_keys, [study_keys(s) for s in gallery_studies], ks, ex, chunk_size
@@ -365,7 +370,7 @@ def evaluate_retrieval(
 
     g_reg, g_rkeys, g_rpat = regions(gallery_studies)
     q_reg, q_rkeys, q_rpat = regions(query_studies)
-    ex = exclusion(q_rpat, g_rpat)
+    ex = same_patient_exclusion(q_rpat, g_rpat)
     out |= region_precision_at_k(q_reg, g_reg, q_rkeys, g_rkeys, ks, ex, chunk_size)
     out |= {
         "n_query_images": len(query_studies),
