@@ -22,10 +22,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ricl.prompting.messages import ImagePart, ImageRef, Message, TextPart
+from ricl.prompting.messages import ImageRef, Message
 from ricl.vlm.base import Generation, VLMBackend, VLMRequest
 from ricl.vlm.errors import VLMConfigError
-from ricl.vlm.payload import image_data_url
+from ricl.vlm.payload import chat_messages, image_data_url
 
 __all__ = ["HFBackend", "decode_data_url", "messages_to_hf"]
 
@@ -48,21 +48,13 @@ def messages_to_hf(
     the backend passes the pixels as a server decodes them from their data URL). Turns
     without images keep string content. The trainer renders episodes with it too."""
     render = render or (lambda ref: ref.render())
-    conv: list[dict[str, Any]] = []
     images: list[Any] = []
-    for m in messages:
-        if not m.images:
-            conv.append({"role": m.role, "content": m.text})
-            continue
-        parts: list[dict[str, Any]] = []
-        for p in m.content:
-            if isinstance(p, TextPart):
-                parts.append({"type": "text", "text": p.text})
-            elif isinstance(p, ImagePart):
-                images.append(render(p.image))
-                parts.append({"type": "image"})
-        conv.append({"role": m.role, "content": parts})
-    return conv, images
+
+    def image_part(ref: ImageRef) -> dict[str, Any]:
+        images.append(render(ref))
+        return {"type": "image"}
+
+    return chat_messages(messages, image_part), images
 
 
 class HFBackend(VLMBackend):

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "build_chat_payload",
+    "chat_messages",
     "data_url",
     "image_data_url",
     "payload_hash",
@@ -79,6 +80,16 @@ def to_openai_messages(
     messages: Sequence[Message], image_url: ImageURL = image_data_url
 ) -> list[dict[str, Any]]:
     """OpenAI chat messages. Turns without images keep string content."""
+    return chat_messages(
+        messages, lambda ref: {"type": "image_url", "image_url": {"url": image_url(ref)}}
+    )
+
+
+def chat_messages(
+    messages: Sequence[Message], image_part: Callable[[ImageRef], dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Prompt messages -> chat-format dicts: text parts as ``{"type": "text"}``, each image
+    as ``image_part(ref)`` (called in order). Turns without images keep string content."""
     out: list[dict[str, Any]] = []
     for m in messages:
         if not m.images:
@@ -89,7 +100,7 @@ def to_openai_messages(
             if isinstance(p, TextPart):
                 parts.append({"type": "text", "text": p.text})
             elif isinstance(p, ImagePart):
-                parts.append({"type": "image_url", "image_url": {"url": image_url(p.image)}})
+                parts.append(image_part(p.image))
         out.append({"role": m.role, "content": parts})
     return out
 
