@@ -52,15 +52,10 @@ def build_index(
     out: Path, images_root: Path, images: list[tuple[str, tuple[int, int]]], n: int, d: int
 ) -> None:
     """``n`` exemplars (one or two findings each) over the given images, default index."""
-    import ricl
-    from ricl.retrieval.exemplars import Exemplar, ExemplarFinding, write_exemplars
-    from ricl.retrieval.manifest import Counts, DatasetInfo, EncoderInfo, IndexFileInfo, Manifest
-    from ricl.retrieval.store import (
-        default_index_config,
-        make_faiss_index,
-        write_faiss,
-        write_manifest,
-    )
+    from synthetic_index import write_index_dir
+
+    from ricl.retrieval.exemplars import Exemplar, ExemplarFinding
+    from ricl.retrieval.store import default_index_config, make_faiss_index
     from ricl.types import Box
 
     rng = np.random.default_rng(0)
@@ -68,11 +63,7 @@ def build_index(
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
     config = default_index_config(n)
     g_index, g_info = make_faiss_index(vecs, config, seed=0)
-    r_index, r_info = make_faiss_index(np.zeros((0, d), np.float32), config, seed=0)
     out.mkdir(parents=True)
-    write_faiss(g_index, out / "global.faiss")
-    write_faiss(r_index, out / "regions.faiss")
-    np.save(out / "regions.npy", np.zeros((0, 3), np.int64), allow_pickle=False)
     phrases = ["nodule in the right upper zone", "left pleural effusion", "cardiomegaly"]
 
     def findings(i: int) -> tuple[ExemplarFinding, ...]:
@@ -89,46 +80,22 @@ def build_index(
             for j in range(1 + i % 2)
         )
 
-    write_exemplars(
-        out / "exemplars.jsonl",
-        (
-            Exemplar(
-                i,
-                f"S{i}",
-                f"I{i}",
-                f"P{i // 3}",
-                "train",
-                images[i % len(images)][0],
-                findings(i),
-                images[i % len(images)][1],
-            )
-            for i in range(n)
-        ),
+    exemplars = (
+        Exemplar(
+            i,
+            f"S{i}",
+            f"I{i}",
+            f"P{i // 3}",
+            "train",
+            images[i % len(images)][0],
+            findings(i),
+            images[i % len(images)][1],
+        )
+        for i in range(n)
     )
-    n_findings = sum(1 + i % 2 for i in range(n))
-    write_manifest(
-        out,
-        Manifest(
-            ricl_version=ricl.__version__,
-            built_at="bench",
-            encoder=EncoderInfo(name="bench", fingerprint="bench", spec="bench"),
-            embed_dim=d,
-            counts=Counts(exemplars=n, regions=0, findings=n_findings, normal_skipped=0),
-            dataset=DatasetInfo(
-                name="bench",
-                fingerprint="bench",
-                split="train",
-                root=str(out),
-                images_root=str(images_root),
-                include_normal=False,
-            ),
-            index=config,
-            indexes={
-                "global": IndexFileInfo(file="global.faiss", ntotal=n, **g_info),
-                "regions": IndexFileInfo(file="regions.faiss", ntotal=0, **r_info),
-            },
-        ),
-    )
+    write_index_dir(out, g_index, g_info, config, exemplars,
+                    n_findings=sum(1 + i % 2 for i in range(n)), root=str(out),
+                    images_root=str(images_root))  # fmt: skip
 
 
 def pct(values: list[float], q: float) -> str:

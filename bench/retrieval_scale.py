@@ -246,54 +246,25 @@ def e2e_latency(
     directory holding ``g_index`` (built by ``make_faiss_index``; ``g_info`` what it
     returned), written with ricl's store functions: one exemplar per vector with one
     finding, 3 studies per patient, no regions."""
-    import ricl
-    from ricl.retrieval.exemplars import Exemplar, ExemplarFinding, write_exemplars
-    from ricl.retrieval.manifest import Counts, DatasetInfo, EncoderInfo, IndexFileInfo, Manifest
+    from synthetic_index import write_index_dir
+
+    from ricl.retrieval.exemplars import Exemplar, ExemplarFinding
     from ricl.retrieval.retriever import Retriever
-    from ricl.retrieval.store import write_faiss, write_manifest
     from ricl.types import Box
 
-    n, d = g_index.ntotal, g_index.d
+    n = g_index.ntotal
     config = IndexConfig(type=g_info["type"], **g_info["params"])
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         out = Path(tmp)
-        r_index, r_info = make_faiss_index(np.zeros((0, d), np.float32), config, seed=args.seed)
-        write_faiss(g_index, out / "global.faiss")
-        write_faiss(r_index, out / "regions.faiss")
-        np.save(out / "regions.npy", np.zeros((0, 3), np.int64), allow_pickle=False)
         box = (Box(0.1, 0.2, 0.4, 0.5),)
-        write_exemplars(
-            out / "exemplars.jsonl",
-            (
-                Exemplar(i, f"S{i}", f"I{i}", f"P{i // 3}", "train", f"img/{i}.png",
-                         (ExemplarFinding(1, "a finding", box, ("nodule",), ("right",), "nodule"),),
-                         (1024, 1024))
-                for i in range(n)
-            ),
+        exemplars = (
+            Exemplar(i, f"S{i}", f"I{i}", f"P{i // 3}", "train", f"img/{i}.png",
+                     (ExemplarFinding(1, "a finding", box, ("nodule",), ("right",), "nodule"),),
+                     (1024, 1024))
+            for i in range(n)
         )  # fmt: skip
-        write_manifest(
-            out,
-            Manifest(
-                ricl_version=ricl.__version__,
-                built_at="bench",
-                encoder=EncoderInfo(name="bench", fingerprint="bench", spec="bench"),
-                embed_dim=d,
-                counts=Counts(exemplars=n, regions=0, findings=n, normal_skipped=0),
-                dataset=DatasetInfo(
-                    name="bench",
-                    fingerprint="bench",
-                    split="train",
-                    root=tmp,
-                    images_root=None,
-                    include_normal=False,
-                ),
-                index=config,
-                indexes={
-                    "global": IndexFileInfo(file="global.faiss", ntotal=n, **g_info),
-                    "regions": IndexFileInfo(file="regions.faiss", ntotal=0, **r_info),
-                },
-            ),
-        )
+        write_index_dir(out, g_index, g_info, config, exemplars, n_findings=n, root=tmp,
+                        images_root=None, seed=args.seed)  # fmt: skip
         r = Retriever(out)
         rng = np.random.default_rng(args.seed)
         ids = rng.integers(0, n, len(queries))
