@@ -251,12 +251,7 @@ class GroundingAgent:
         self, image: Any, phrase: str, k: int | None = None, **query: Any
     ) -> GroundingResult:
         """Async :meth:`ground` (retrieval and rendering in a worker thread)."""
-        q = GroundingQuery(image, phrase, k, **query)
-        request, timings = await asyncio.to_thread(self.request, q)
-        t0 = time.perf_counter()
-        generation = await self.backend.agenerate(request)
-        timings["generate"] = (time.perf_counter() - t0) * 1e3
-        return self.finish(q, request, generation, timings)
+        return (await self.aground_many([GroundingQuery(image, phrase, k, **query)]))[0]
 
     def ground_many(
         self, queries: Iterable[GroundingQuery | dict[str, Any]], *, raise_errors: bool = True
