@@ -15,12 +15,14 @@ Loaded from YAML with :meth:`AgentConfig.from_yaml`; ``overrides`` take dotted k
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ricl.errors import RiclError
 from ricl.prompting.strategies import StrategyOptions
+
+_M = TypeVar("_M", bound=BaseModel)
 
 __all__ = ["AgentConfig", "AgentConfigError"]
 
@@ -66,10 +68,7 @@ class AgentConfig(BaseModel):
     @classmethod
     def load(cls, data: dict[str, Any], source: str = "config") -> AgentConfig:
         """Validate a mapping. Raises AgentConfigError naming ``source`` and the keys."""
-        try:
-            return cls(**data)
-        except ValidationError as exc:
-            raise AgentConfigError(f"{source}: invalid agent configuration: {exc}") from exc
+        return validate_mapping(cls, data, source, AgentConfigError, "agent configuration")
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> AgentConfig:
@@ -80,6 +79,16 @@ class AgentConfig(BaseModel):
 
     def with_overrides(self, overrides: list[str]) -> AgentConfig:
         return self.load(apply_overrides(self.model_dump(), overrides), "overrides")
+
+
+def validate_mapping(cls: type[_M], data: dict[str, Any], source: str, error: type[RiclError],
+                     what: str) -> _M:  # fmt: skip
+    """``cls(**data)``; a pydantic ValidationError becomes ``error`` naming ``source``, what
+    was being read (``what``) and the offending keys."""
+    try:
+        return cls(**data)
+    except ValidationError as exc:
+        raise error(f"{source}: invalid {what}: {exc}") from exc
 
 
 def read_yaml_mapping(path: str | Path, error: type[RiclError], what: str) -> dict[str, Any]:

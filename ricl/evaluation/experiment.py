@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from ricl.agent_config import apply_overrides, read_yaml_mapping
+from ricl.agent_config import apply_overrides, read_yaml_mapping, validate_mapping
 from ricl.errors import RiclError
 from ricl.evaluation.run_config import EvalConfig, EvalConfigError
 
@@ -73,10 +73,7 @@ class ExperimentConfig(BaseModel):
             data["base"] = read_yaml_mapping(data["base"], EvalConfigError, "an experiment's base")
         data = apply_overrides(data, overrides or [])  # base.agent.k=5 reaches the base
         data.setdefault("name", p.stem)
-        try:
-            return cls(**data)
-        except ValidationError as exc:
-            raise EvalConfigError(f"{p}: invalid experiment: {exc}") from exc
+        return validate_mapping(cls, data, str(p), EvalConfigError, "experiment")
 
     def cells(self) -> list[tuple[str, dict[str, Any], EvalConfig]]:
         """(arm, grid point, resolved eval config) per cell; identical configs once."""

@@ -19,9 +19,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from ricl.agent_config import AgentConfig, apply_overrides, read_yaml_mapping
+from ricl.agent_config import AgentConfig, apply_overrides, read_yaml_mapping, validate_mapping
 from ricl.errors import RiclError
 
 __all__ = ["SEMANTIC_KEYS", "DatasetSpec", "EvalConfig", "EvalConfigError"]
@@ -90,10 +90,7 @@ class EvalConfig(BaseModel):
 
     @classmethod
     def load(cls, data: dict[str, Any], source: str = "config") -> EvalConfig:
-        try:
-            return cls(**data)
-        except ValidationError as exc:
-            raise EvalConfigError(f"{source}: invalid evaluation configuration: {exc}") from exc
+        return validate_mapping(cls, data, source, EvalConfigError, "evaluation configuration")
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> EvalConfig:

@@ -15,9 +15,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ricl.agent_config import apply_overrides, read_yaml_mapping
+from ricl.agent_config import apply_overrides, read_yaml_mapping, validate_mapping
 from ricl.errors import RiclError
 
 __all__ = ["EpisodeSpec", "ModelSpec", "SourceSpec", "VLMTrainConfig", "VLMTrainConfigError"]
@@ -111,9 +111,5 @@ class VLMTrainConfig(BaseModel):
 
     @classmethod
     def load(cls, data: dict[str, Any], source: str = "config") -> VLMTrainConfig:
-        try:
-            return cls(**data)
-        except ValidationError as exc:
-            raise VLMTrainConfigError(
-                f"{source}: invalid VLM training configuration: {exc}"
-            ) from exc
+        return validate_mapping(cls, data, source, VLMTrainConfigError,
+                                "VLM training configuration")  # fmt: skip
