@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         rng = np.random.default_rng(1)
         qv = rng.standard_normal((args.queries, args.dim)).astype(np.float32)
-        from ricl.encoders.base import to_pil_rgb
+        from ricl.data.images import to_pil_rgb
 
         in_memory = [to_pil_rgb(ds.images_root / p) for p in paths]  # as from the Python API
         queries = [

@@ -89,8 +89,8 @@ def served(args: argparse.Namespace, qs: list[GroundingQuery]) -> str:
 
 
 def training(args: argparse.Namespace) -> str:
-    from ricl.vlm.train.config import VLMTrainConfig
-    from ricl.vlm.train.trainer import train_vlm
+    from ricl_apps.train.vlm.config import VLMTrainConfig
+    from ricl_apps.train.vlm.trainer import train_vlm
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = VLMTrainConfig.from_yaml(args.train_config, [f"out_dir={tmp}/run", "log_every=1"])

@@ -1,5 +1,5 @@
 """``python -m ricl``: the ``ricl`` command (for environments where it is not installed)."""
 
-from ricl.cli import main
+from ricl_apps.cli import main
 
 main()

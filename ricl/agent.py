@@ -327,12 +327,6 @@ class GroundingAgent:
             "similarity": demo.similarity,
         }
 
-    def as_runnable(self) -> Any:
-        """A langchain-core Runnable: ``{"image": ..., "phrase": ..., ...}`` -> GroundingResult."""
-        from ricl.integrations.langchain import grounding_runnable
-
-        return grounding_runnable(self)
-
     def settings(self) -> dict[str, Any]:
         """What a run records: the config, backend, strategy version and retriever."""
         return {

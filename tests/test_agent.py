@@ -132,7 +132,9 @@ def test_async_and_runnable_views_agree_with_ground(phantom):
     image = ds.images_root / study.image_path
     direct = agent.ground(image, finding.sentence_en, study_id=study.study_id)
     via_async = asyncio.run(agent.aground(image, finding.sentence_en, study_id=study.study_id))
-    runnable = agent.as_runnable()
+    from ricl.integrations.langchain import grounding_runnable
+
+    runnable = grounding_runnable(agent)
     via_chain = runnable.invoke({"image": image, "phrase": finding.sentence_en,
                                  "study_id": study.study_id})  # fmt: skip
     batch = runnable.batch([{"image": image, "phrase": finding.sentence_en,

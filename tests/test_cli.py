@@ -3,8 +3,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from ricl.cli import app, main
 from ricl.evaluation.predictions import read_predictions
+from ricl_apps.cli import app, main
 
 from .release_fixture import write_release
 

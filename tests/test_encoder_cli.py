@@ -6,10 +6,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from ricl.cli import app
 from ricl.data.phantom import write_phantom_release
-from ricl.encoders.ablation import AblationConfig
 from ricl.encoders.lofi.config import tiny_config
+from ricl_apps.cli import app
+from ricl_apps.train.ablation import AblationConfig
 
 runner = CliRunner()
 

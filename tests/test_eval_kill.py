@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ricl.evaluation.runner import last_rows, read_rows
+from ricl_apps.evaluation.runner import last_rows, read_rows
 from tests.agent_fixtures import make_phantom_index
 
 pytestmark = pytest.mark.slow
@@ -74,7 +74,7 @@ def _config(tmp_path: Path, url: str) -> Path:
 
 
 def _start(cfg: Path, *extra: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "ricl.cli", "eval", "--config", str(cfg), "--no-progress", *extra]
+    cmd = [sys.executable, "-m", "ricl_apps.cli", "eval", "--config", str(cfg), "--no-progress", *extra]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -108,7 +108,7 @@ def test_sigkill_and_ctrl_c_then_resume_answer_every_instance_once(tmp_path, ser
     assert after_int >= after_kill + 5
 
     done = subprocess.run(
-        [sys.executable, "-m", "ricl.cli", "eval", "--config", str(cfg), "--no-progress",
+        [sys.executable, "-m", "ricl_apps.cli", "eval", "--config", str(cfg), "--no-progress",
          "--resume", "--json"],
         capture_output=True, text=True, check=False, env={**os.environ, "COLUMNS": "200"},
     )  # fmt: skip

@@ -10,9 +10,11 @@ import pytest
 import yaml
 
 from ricl.agent import GroundingAgent
-from ricl.evaluation.experiment import ExperimentConfig, run_experiment
-from ricl.evaluation.run_config import EvalConfig, EvalConfigError
-from ricl.evaluation.runner import (
+from ricl.vlm.errors import VLMTransportError
+from ricl.vlm.knn import KNNBackend
+from ricl_apps.evaluation.experiment import ExperimentConfig, run_experiment
+from ricl_apps.evaluation.run_config import EvalConfig, EvalConfigError
+from ricl_apps.evaluation.runner import (
     RunAborted,
     RunIncomplete,
     last_rows,
@@ -20,8 +22,6 @@ from ricl.evaluation.runner import (
     run_eval,
     score_run,
 )
-from ricl.vlm.errors import VLMTransportError
-from ricl.vlm.knn import KNNBackend
 from tests.agent_fixtures import make_phantom_index
 
 
@@ -68,7 +68,7 @@ def _agent(config: EvalConfig, backend) -> GroundingAgent:
 
 
 def _n_instances(config: EvalConfig) -> int:
-    from ricl.evaluation.runner import load_instances
+    from ricl_apps.evaluation.runner import load_instances
 
     return len(load_instances(config)[1])
 
@@ -115,7 +115,7 @@ def test_a_server_that_goes_away_stops_the_run_and_resume_finishes_it(phantom, t
 
 def test_failed_instances_are_kept_counted_and_never_scored_silently(phantom, tmp_path):
     config = _config(phantom, tmp_path)
-    from ricl.evaluation.runner import load_instances
+    from ricl_apps.evaluation.runner import load_instances
 
     victim = load_instances(config)[1][0]
     agent = _agent(config, FlakyKNN(fail_phrases={victim.phrase}))
@@ -190,7 +190,7 @@ def test_experiment_grid_aggregates_over_seeds_caches_and_plots(phantom, tmp_pat
 def test_an_unreadable_image_fails_its_instance_only_and_config_errors_stop_at_once(tmp_path):
     index, ds = make_phantom_index(tmp_path / "p", n=40)
     config = _config((index, ds), tmp_path / "runs")
-    from ricl.evaluation.runner import load_instances
+    from ricl_apps.evaluation.runner import load_instances
 
     victim = load_instances(config)[1][0]
     (ds.images_root / victim.image_path).write_bytes(b"\x89PNG\r\n\x1a\n truncated")

@@ -11,10 +11,10 @@ from typer.testing import CliRunner
 
 from ricl.data.phantom import write_phantom_release
 from ricl.data.registry import load_dataset
-from ricl.retrieval.cli import index_app
 from ricl.retrieval.errors import IndexMismatchError
 from ricl.retrieval.exemplars import Exemplar
 from ricl.retrieval.retriever import Retriever
+from ricl_apps.index_cli import index_app
 
 runner = CliRunner()
 

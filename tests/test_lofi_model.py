@@ -15,9 +15,9 @@ from ricl.encoders.lofi.data import LoFiCollator, load_samples
 from ricl.encoders.lofi.encoder import LoFiEncoder, save_lofi_model
 from ricl.encoders.lofi.model import LoFiModel
 from ricl.encoders.tokenizer import build_word_tokenizer
-from ricl.encoders.train import TrainConfig, train_encoder
 from ricl.errors import RiclError
 from ricl.types import Box
+from ricl_apps.train.encoder import TrainConfig, train_encoder
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from ricl.cli import app
 from ricl.data import load_dataset
 from ricl.data.phantom import (
     EXTERNAL_SITES,
@@ -34,6 +33,7 @@ from ricl.data.phantom import (
 )
 from ricl.data.phantom.wording import has_location_word
 from ricl.errors import UnknownNameError
+from ricl_apps.cli import app
 
 N, SEED, SIZE = 40, 21, 128
 

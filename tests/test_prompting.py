@@ -192,7 +192,7 @@ def test_prompts_dir_points_at_the_repository_prompts():
 def test_prompt_show_prints_the_messages_with_image_placeholders(images):
     from typer.testing import CliRunner
 
-    from ricl.cli import app
+    from ricl_apps.cli import app
 
     args = ["prompt", "show", "--image", str(images["query"]), "--phrase", "nodule right",
             "--strategy", "zero-shot", "--codec", "medgemma", "--max-image-side", "128"]  # fmt: skip

@@ -14,8 +14,8 @@ import pytest
 from ricl.data import load_dataset
 from ricl.data.phantom import write_phantom_release
 from ricl.evaluation.metrics import score
-from ricl.evaluation.report import iou_bucket, write_report
 from ricl.types import Prediction, boxes_from_lists
+from ricl_apps.evaluation.report import iou_bucket, write_report
 
 SCRIPT = "<script>alert(1)</script>"
 N_CARD = re.compile(r'class="instance"')

@@ -11,7 +11,7 @@ import pytest
 
 from ricl.boxes.codecs import get_codec
 from ricl.prompting.strategies import load_strategy
-from ricl.vlm.train.config import VLMTrainConfig, VLMTrainConfigError
+from ricl_apps.train.vlm.config import VLMTrainConfig, VLMTrainConfigError
 from tests.agent_fixtures import make_phantom_index
 
 
@@ -39,7 +39,7 @@ def _cfg(pool, out, **over) -> VLMTrainConfig:
 
 def test_episodes_are_the_agents_prompts_with_the_answer_as_the_only_label(pool, tmp_path):
     from ricl.vlm.tiny_qwen2vl import build_tiny_qwen2vl, load_qwen2vl_processor
-    from ricl.vlm.train.episodes import EpisodeSampler, encode_episode, load_pools
+    from ricl_apps.train.vlm.episodes import EpisodeSampler, encode_episode, load_pools
 
     cfg = _cfg(pool, tmp_path / "run")
     codec = get_codec("qwen2vl")
@@ -62,7 +62,7 @@ def test_episodes_are_the_agents_prompts_with_the_answer_as_the_only_label(pool,
 
 
 def test_training_lowers_the_loss_resumes_and_saves_a_servable_model(pool, tmp_path):
-    from ricl.vlm.train.trainer import train_vlm
+    from ricl_apps.train.vlm.trainer import train_vlm
 
     cfg = _cfg(pool, tmp_path / "run")
     train_vlm(cfg, progress=False, stop_after=3)
@@ -113,7 +113,7 @@ def test_config_errors_name_the_key(pool, tmp_path):
 
 
 def test_curriculum_selectors_demonstrate_the_matching_finding(pool, tmp_path):
-    from ricl.vlm.train.episodes import EpisodeSampler, load_pools
+    from ricl_apps.train.vlm.episodes import EpisodeSampler, load_pools
 
     cfg = _cfg(pool, tmp_path / "run", episodes={"k_max": 2, "k_weights": [0, 0, 1],
                                                  "selectors": {"self": 1}})  # fmt: skip

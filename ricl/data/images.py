@@ -34,7 +34,14 @@ from PIL import Image
 
 from ricl.errors import ImageLoadError
 
-__all__ = ["LoadedImage", "WindowConfig", "load_image", "read_image_size", "window_to_uint8"]
+__all__ = [
+    "LoadedImage",
+    "WindowConfig",
+    "load_image",
+    "read_image_size",
+    "to_pil_rgb",
+    "window_to_uint8",
+]
 
 #: Percentiles are computed on at most about this many pixels: larger images are
 #: subsampled with the same stride ``s`` on both axes (``values[::s, ::s]``), a
@@ -310,3 +317,28 @@ def read_image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
         raise ImageLoadError(p, "not a recognised image (corrupt or unsupported format)") from exc
     except Exception as exc:
         raise ImageLoadError(p, f"cannot read image header: {_describe(exc)}") from exc
+
+
+def to_pil_rgb(image: Any) -> Any:
+    """A path, :class:`LoadedImage`, PIL image or uint8 array -> an 8-bit RGB PIL image
+    (paths read via :func:`load_image`).
+
+    Raises:
+        ImageLoadError: a path that cannot be read (the message names the file).
+        TypeError: an unsupported input type.
+    """
+    if isinstance(image, (str, Path)):
+        return load_image(image).to_rgb()
+    if isinstance(image, LoadedImage):
+        return image.to_rgb()
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8:
+            raise TypeError(
+                f"numpy images must be uint8, got {image.dtype}; use load_image for 16-bit"
+            )
+        return Image.fromarray(image).convert("RGB")
+    raise TypeError(
+        f"unsupported image input {type(image).__name__}; pass a path, PIL image or array"
+    )

@@ -37,7 +37,6 @@ __all__ = [
     "box_patch_mask",
     "fingerprint_files",
     "fingerprint_json",
-    "to_pil_rgb",
 ]
 
 
@@ -87,35 +86,6 @@ class Encoder(Protocol):
 
 
 # ---------------------------------------------------------------------------- helpers
-def to_pil_rgb(image: ImageInput) -> Image.Image:
-    """Any accepted image input -> an 8-bit RGB PIL image (paths read via load_image).
-
-    Raises:
-        ImageLoadError: a path that cannot be read (the message names the file).
-        TypeError: an unsupported input type.
-    """
-    import numpy as np
-    from PIL import Image
-
-    from ricl.data.images import LoadedImage, load_image
-
-    if isinstance(image, (str, Path)):
-        return load_image(image).to_rgb()
-    if isinstance(image, LoadedImage):
-        return image.to_rgb()
-    if isinstance(image, Image.Image):
-        return image.convert("RGB")
-    if isinstance(image, np.ndarray):
-        if image.dtype != np.uint8:
-            raise TypeError(
-                f"numpy images must be uint8, got {image.dtype}; use load_image for 16-bit"
-            )
-        return Image.fromarray(image).convert("RGB")
-    raise TypeError(
-        f"unsupported image input {type(image).__name__}; pass a path, PIL image or array"
-    )
-
-
 def box_patch_mask(box_on_square: Box, grid: tuple[int, int]) -> np.ndarray:
     """Boolean ``(h * w,)`` mask of the patches a box (normalized to the input square) covers.
 

@@ -33,12 +33,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ricl.boxes.transforms import SquareTransform, letterbox
+from ricl.data.images import to_pil_rgb
 from ricl.encoders.base import (
     ImageEncoding,
     ImageInput,
     box_patch_mask,
     fingerprint_files,
-    to_pil_rgb,
 )
 from ricl.encoders.hf_loading import SUPPORTED_FAMILIES, EncoderLoadError, load_hf_encoder
 from ricl.types import Box

@@ -68,7 +68,7 @@ def query_image(image: Any, *, codec: BoxCodec, max_side: int | None) -> ImageRe
         return ImageRef(
             "query", size, path=path, transform=codec.image_transform(size), max_side=max_side
         )
-    from ricl.encoders.base import to_pil_rgb
+    from ricl.data.images import to_pil_rgb
 
     pil = to_pil_rgb(image)
     size = (int(pil.size[0]), int(pil.size[1]))

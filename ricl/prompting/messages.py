@@ -93,7 +93,7 @@ class ImageRef:
         resized. Raises ImageLoadError naming the file."""
         from PIL import Image as PILImage
 
-        from ricl.encoders.base import to_pil_rgb
+        from ricl.data.images import to_pil_rgb
 
         if self.image is not None:
             img = to_pil_rgb(self.image)

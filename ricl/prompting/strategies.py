@@ -15,8 +15,10 @@ Layouts:
 ``exemplar_images: false`` makes a text-only strategy: exemplar images are not available
 to its templates (using ``ex.image`` is an error) and are never sent.
 
-Where strategies are found: ``$RICL_PROMPTS_DIR``, else the repository's top-level
-``prompts/`` folder; a path to a ``.yaml`` file also works as a name.
+Where strategies are found: a ``directory`` given to :func:`load_strategy` (the agent
+config's ``prompts_dir``), else ``$RICL_PROMPTS_DIR``, else the strategies shipped with
+ricl (the repository's top-level ``prompts/`` folder, carried into the wheel); a path to
+a ``.yaml`` file also works as a name.
 """
 
 from __future__ import annotations
@@ -142,9 +144,14 @@ def _compiled(template: str) -> Any:
 
 
 def prompts_dir() -> Path:
-    """``$RICL_PROMPTS_DIR`` or the repository's ``prompts/`` folder."""
+    """``$RICL_PROMPTS_DIR``, else the shipped strategies (``prompts/`` of the checkout or
+    the copy inside the installed wheel)."""
     env = os.environ.get("RICL_PROMPTS_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "prompts"
+    if env:
+        return Path(env)
+    from ricl.resources import shipped
+
+    return shipped("prompts")
 
 
 def list_strategies(directory: str | Path | None = None) -> list[str]:

@@ -94,7 +94,7 @@ def label_oracle(
     Raises:
         QueryError: the query carries no labels.
     """
-    from ricl.evaluation.retrieval import topk_indices
+    from ricl.retrieval.ranking import topk_indices
 
     wanted = {lab for lab in query.labels if lab}
     if not wanted:

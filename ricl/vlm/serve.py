@@ -3,8 +3,9 @@
     with VLLMServer("ricl/assets/vlm/phantom-qwen2vl", max_images=4) as server:
         backend = OpenAIBackend(None, server.base_url)
 
-The vLLM environment: ``python=`` or ``$RICL_VLLM_PYTHON``, else the repository's
-``.venv-vllm`` made by ``scripts/setup_vllm_cpu.sh`` (:func:`find_vllm_python` returns None
+The vLLM environment: ``python=`` or ``$RICL_VLLM_PYTHON``, else a ``.venv-vllm`` in the
+checkout or the current directory, made by ``scripts/setup_vllm_cpu.sh`` (shipped with
+the wheel too: ``ricl.resources.shipped("scripts/setup_vllm_cpu.sh")``) (:func:`find_vllm_python` returns None
 when there is none). The server runs in its own process group on 127.0.0.1 with the CPU
 settings checked on these machines, including ``--mm-processor-kwargs '{"use_fast":
 false}'`` so that its image resize is the PIL one the in-process ``hf`` backend uses
@@ -26,12 +27,16 @@ from ricl.vlm.errors import VLMConfigError, VLMTransportError
 
 __all__ = ["VLLMServer", "find_vllm_python"]
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 def find_vllm_python(python: str | None = None) -> str | None:
     """The Python of an environment with vLLM, or None."""
-    for candidate in (python, os.environ.get("RICL_VLLM_PYTHON"), REPO / ".venv-vllm/bin/python"):
+    from ricl.resources import checkout_root
+
+    root = checkout_root()
+    places = [python, os.environ.get("RICL_VLLM_PYTHON")]
+    places += [base / ".venv-vllm/bin/python" for base in (root, Path.cwd()) if base is not None]
+    for candidate in places:
         if candidate and Path(candidate).is_file():
             return str(candidate)
     return None
@@ -75,8 +80,10 @@ class VLLMServer:
         self.log = (
             Path(log) if log else Path(os.environ.get("TMPDIR", "/tmp")) / f"vllm-{self.port}.log"
         )
+        from ricl.resources import shipped
+
         self.cmd = [
-            self.python, str(REPO / "scripts" / "vllm_serve.py"), "serve", self.model,
+            self.python, str(shipped("scripts/vllm_serve.py")), "serve", self.model,
             "--host", "127.0.0.1", "--port", str(self.port), "--served-model-name", served_name,
             "--dtype", "float32", "--max-model-len", "4096", "--max-num-seqs", str(max_num_seqs),
             "--enforce-eager", "--limit-mm-per-prompt", f'{{"image": {max_images}}}',

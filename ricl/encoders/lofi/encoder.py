@@ -23,12 +23,12 @@ from typing import Any
 
 import numpy as np
 
+from ricl.data.images import to_pil_rgb
 from ricl.encoders.base import (
     ImageEncoding,
     ImageInput,
     box_patch_mask,
     fingerprint_files,
-    to_pil_rgb,
 )
 from ricl.errors import RiclError
 from ricl.types import Box

@@ -92,7 +92,7 @@ def _batch_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
 def _save_state(run: Path, model: Any, tok: Any, optimizer: Any, step: int) -> None:
     """Checkpoint: model directory + optimizer tensors (safetensors) + JSON state. Never pickle."""
     from ricl.encoders.lofi.encoder import save_lofi_model
-    from ricl.training_state import save_optimizer_state
+    from ricl_apps.train.state import save_optimizer_state
 
     ckpt = save_lofi_model(model, tok, tok, run / "checkpoint")
     save_optimizer_state(optimizer, ckpt / "optimizer.safetensors")
@@ -102,7 +102,7 @@ def _save_state(run: Path, model: Any, tok: Any, optimizer: Any, step: int) -> N
 def _load_state(run: Path, model: Any, optimizer: Any) -> int:
     from safetensors.torch import load_model
 
-    from ricl.training_state import load_optimizer_state
+    from ricl_apps.train.state import load_optimizer_state
 
     ckpt = run / "checkpoint"
     load_model(model, str(ckpt / "model.safetensors"))

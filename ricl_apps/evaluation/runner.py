@@ -8,7 +8,7 @@ A run directory (``runs_dir/run_id/``)::
                         the last row of an instance wins
     metrics.json        the one scorer's output (only for a complete run)
     per_label_group.csv / .md
-    report.html         (see :mod:`ricl.evaluation.report`)
+    report.html         (see :mod:`ricl_apps.evaluation.report`)
 
 Resuming (``resume=True``): instances whose last row is not ``error`` are done; the rest
 (never attempted, or failed) run again. A row cut off by a kill (a last line without its
@@ -37,8 +37,8 @@ from typing import Any
 
 from ricl.atomic import atomic_write_text
 from ricl.errors import DatasetFormatError, ImageLoadError, RiclError
-from ricl.evaluation.run_config import EvalConfig, EvalConfigError
 from ricl.types import Instance, Prediction
+from ricl_apps.evaluation.run_config import EvalConfig, EvalConfigError
 
 __all__ = [
     "PREDICTIONS",
@@ -368,7 +368,7 @@ def score_run(
     import yaml
 
     from ricl.evaluation.metrics import score
-    from ricl.evaluation.tables import write_group_tables
+    from ricl_apps.evaluation.tables import write_group_tables
 
     run_dir = Path(run_dir)
     cfg_file = run_dir / "config.yaml"
@@ -392,7 +392,7 @@ def score_run(
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
     write_group_tables(run_dir, metrics)
     if report if report is not None else config.report:
-        from ricl.evaluation.report import write_report
+        from ricl_apps.evaluation.report import write_report
 
         write_report(run_dir, instances, dataset.images_root,
                      max_instances=config.report_max_instances)  # fmt: skip

@@ -1,7 +1,7 @@
-"""``ricl index build`` / ``ricl index query``: a typer app mounted by ``ricl.cli``
+"""``ricl index build`` / ``ricl index query``: a typer app mounted by ``ricl_apps.cli``
 (``app.add_typer(index_app, name="index")``). No logic of its own; nothing heavy is
 imported until a command runs. Errors ricl raises on purpose are RiclError subclasses,
-which ``ricl.cli.main`` prints as one line (exit status 2).
+which ``ricl_apps.cli.main`` prints as one line (exit status 2).
 """
 
 from __future__ import annotations

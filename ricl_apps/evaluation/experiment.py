@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ricl.agent_config import apply_overrides, read_yaml_mapping, validate_mapping
 from ricl.errors import RiclError
-from ricl.evaluation.run_config import EvalConfig, EvalConfigError
+from ricl_apps.evaluation.run_config import EvalConfig, EvalConfigError
 
 __all__ = ["ExperimentConfig", "ExperimentResult", "run_experiment"]
 
@@ -115,7 +115,7 @@ def run_experiment(exp: ExperimentConfig, *, progress: bool = True) -> Experimen
     rerunning the experiment resumes)."""
     from rich.console import Console
 
-    from ricl.evaluation.runner import run_eval
+    from ricl_apps.evaluation.runner import run_eval
 
     console = Console()
     cells = exp.cells()

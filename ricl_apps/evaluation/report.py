@@ -181,7 +181,7 @@ class _Thumbs:
         import base64
         import io
 
-        from ricl.encoders.base import to_pil_rgb
+        from ricl.data.images import to_pil_rgb
 
         if not path.is_file():
             return None

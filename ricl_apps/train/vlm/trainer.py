@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ricl.errors import RiclError
-from ricl.vlm.train.config import VLMTrainConfig
+from ricl_apps.train.vlm.config import VLMTrainConfig
 
 __all__ = ["train_vlm"]
 
@@ -82,7 +82,7 @@ class _Batches:
         self.seed, self.pad_id = seed, pad_id
 
     def __getitem__(self, step: int) -> dict[str, Any]:
-        from ricl.vlm.train.episodes import encode_episode
+        from ricl_apps.train.vlm.episodes import encode_episode
 
         rng = np.random.default_rng([self.seed, step])
         items = [encode_episode(self.sampler.sample(rng), self.processor) for _ in range(self.size)]
@@ -105,9 +105,9 @@ def train_vlm(
 
     from ricl.boxes.codecs import get_codec
     from ricl.prompting.strategies import load_strategy
-    from ricl.training_state import load_optimizer_state, save_optimizer_state
     from ricl.vlm.tiny_qwen2vl import build_tiny_qwen2vl, load_qwen2vl_processor
-    from ricl.vlm.train.episodes import EpisodeSampler, load_pools
+    from ricl_apps.train.state import load_optimizer_state, save_optimizer_state
+    from ricl_apps.train.vlm.episodes import EpisodeSampler, load_pools
 
     run = Path(cfg.out_dir)
     ckpt = run / "checkpoint"

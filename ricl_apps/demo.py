@@ -34,7 +34,6 @@ MAIN_METRICS = {
     "rodeo_localization": "RoDeO loc",
     "rodeo_total": "RoDeO",
 }
-REPO = Path(__file__).resolve().parents[1]
 DEMO_PREFIX = "ricl-demo"
 
 
@@ -49,13 +48,16 @@ def _rebase(value: Any, workdir: Path) -> Any:
     return value
 
 
+def _config_path(relpath: str) -> Path:
+    """One of the demo's configs (``eval/configs/...``), from the checkout or the wheel."""
+    from ricl.resources import shipped
+
+    return shipped(relpath, package="ricl_apps")
+
+
 def _yaml(path: Path) -> dict[str, Any]:
     import yaml
 
-    from ricl.errors import RiclError
-
-    if not path.is_file():
-        raise RiclError(f"{path}: the demo's config is missing (run ricl from a checkout)")
     return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
@@ -80,11 +82,11 @@ def run_demo(
     out: dict[str, Any] = {"baselines": _baselines(workdir, release, console)}
     _indexes(workdir, release, console)
 
-    from ricl.evaluation.run_config import EvalConfig
-    from ricl.evaluation.runner import run_eval
+    from ricl_apps.evaluation.run_config import EvalConfig
+    from ricl_apps.evaluation.runner import run_eval
 
     console.rule("[bold]5. evaluation run: k-shot, LoFi exemplars, kNN box transfer")
-    cfg_path = REPO / "eval" / "configs" / "phantom_knn.yaml"
+    cfg_path = _config_path("eval/configs/phantom_knn.yaml")
     data = _rebase(_yaml(cfg_path), workdir)
     data["run_id"] = "phantom_knn"
     config = EvalConfig.load(data, str(cfg_path))
@@ -96,12 +98,12 @@ def run_demo(
         out["vlm"] = _vlm_runs(workdir, console, serve)
 
     if experiment:
-        from ricl.evaluation.experiment import ExperimentConfig, run_experiment
+        from ricl_apps.evaluation.experiment import ExperimentConfig, run_experiment
 
         console.rule("[bold]7. experiment grid: which exemplars help kNN transfer")
-        exp_path = REPO / "eval" / "experiments" / "phantom_selectors.yaml"
+        exp_path = _config_path("eval/experiments/phantom_selectors.yaml")
         exp_data = _yaml(exp_path)
-        exp_data["base"] = _rebase(_yaml(REPO / exp_data["base"]), workdir)
+        exp_data["base"] = _rebase(_yaml(_config_path(exp_data["base"])), workdir)
         exp_data["arms"] = _rebase(exp_data["arms"], workdir)
         exp_data["runs_dir"] = str(workdir / "runs")
         result = run_experiment(ExperimentConfig(**exp_data))
@@ -119,13 +121,13 @@ def _vlm_runs(workdir: Path, console: Any, serve: bool = True) -> dict[str, Any]
     served by vLLM when a vLLM environment exists, else in process."""
     import copy
 
-    from ricl.evaluation.run_config import EvalConfig
-    from ricl.evaluation.runner import run_eval
     from ricl.vlm.errors import VLMError
     from ricl.vlm.serve import VLLMServer, find_vllm_python
+    from ricl_apps.evaluation.run_config import EvalConfig
+    from ricl_apps.evaluation.runner import run_eval
 
     console.rule("[bold]6. the project's grounding VLM answers with retrieved exemplars")
-    cfg_path = REPO / "eval" / "configs" / "phantom_vlm.yaml"
+    cfg_path = _config_path("eval/configs/phantom_vlm.yaml")
     base = _rebase(_yaml(cfg_path), workdir)
     server = None
     python = find_vllm_python() if serve else None

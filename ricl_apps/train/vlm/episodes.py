@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from ricl.prompting.strategies import Strategy
     from ricl.retrieval.exemplars import Exemplar
     from ricl.types import Instance
-    from ricl.vlm.train.config import VLMTrainConfig
+    from ricl_apps.train.vlm.config import VLMTrainConfig
 
 __all__ = ["Episode", "EpisodeSampler", "Pool", "encode_episode"]
 

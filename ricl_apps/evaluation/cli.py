@@ -1,5 +1,5 @@
-"""``ricl eval`` and ``ricl experiment``: thin commands over :mod:`ricl.evaluation.runner`
-and :mod:`ricl.evaluation.experiment` (mounted by ``ricl.cli``; nothing heavy imported
+"""``ricl eval`` and ``ricl experiment``: thin commands over :mod:`ricl_apps.evaluation.runner`
+and :mod:`ricl_apps.evaluation.experiment` (mounted by ``ricl_apps.cli``; nothing heavy imported
 until a command runs)."""
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ def eval_cmd(
 ) -> None:
     """Evaluate an agent configuration on a dataset split: a resumable run directory with
     predictions, metrics, per-label-group tables and report.html."""
-    from ricl.evaluation.run_config import EvalConfig
-    from ricl.evaluation.runner import run_eval
+    from ricl_apps.evaluation.run_config import EvalConfig
+    from ricl_apps.evaluation.runner import run_eval
 
     cfg = EvalConfig.from_yaml(config, set_ or [])
     summary = run_eval(
@@ -69,7 +69,7 @@ def experiment_cmd(
     no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
 ) -> None:
     """Run a grid of eval runs (cached and resumable) and write a comparison table and plot."""
-    from ricl.evaluation.experiment import ExperimentConfig, run_experiment
+    from ricl_apps.evaluation.experiment import ExperimentConfig, run_experiment
 
     exp = ExperimentConfig.from_yaml(config, set_ or [])
     out = run_experiment(exp, progress=not no_progress)

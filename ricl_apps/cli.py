@@ -27,7 +27,7 @@ app.add_typer(data_app, name="data")
 
 
 def _mount_index_app() -> None:
-    from ricl.retrieval.cli import index_app  # light: faiss is imported by the commands
+    from ricl_apps.index_cli import index_app  # light: faiss is imported by the commands
 
     app.add_typer(index_app, name="index", help="Build and query exemplar indexes.")
 
@@ -36,7 +36,7 @@ _mount_index_app()
 
 
 def _mount_prompt_app() -> None:
-    from ricl.prompting.cli import prompt_app  # light: jinja/yaml are imported by the commands
+    from ricl_apps.prompt_cli import prompt_app  # light: jinja/yaml are imported by the commands
 
     app.add_typer(prompt_app, name="prompt", help="List prompt strategies and render prompts.")
 
@@ -45,7 +45,7 @@ _mount_prompt_app()
 
 
 def _mount_eval_commands() -> None:
-    from ricl.evaluation.cli import eval_cmd, experiment_cmd
+    from ricl_apps.evaluation.cli import eval_cmd, experiment_cmd
 
     app.command("eval")(eval_cmd)
     app.command("experiment")(experiment_cmd)
@@ -194,7 +194,7 @@ def score(
     """Score a predictions file against the gold instances of one split, or re-score an
     evaluation run directory (`--run`; writes metrics.json, tables and report.html)."""
     if run is not None:
-        from ricl.evaluation.runner import score_run
+        from ricl_apps.evaluation.runner import score_run
 
         metrics = score_run(run, allow_incomplete=allow_incomplete, rodeo=not no_rodeo)
         title = f"run {run}"
@@ -259,7 +259,7 @@ def demo(
 ) -> None:
     """The main job on embedded defaults: phantom release -> baselines -> embedded encoders ->
     indexes -> evaluation run with report -> experiment grid (resumable)."""
-    from ricl.demo import run_demo
+    from ricl_apps.demo import run_demo
 
     run_demo(
         workdir, studies=studies, seed=seed, size=size, experiment=not no_experiment,
@@ -295,7 +295,7 @@ def train_encoder_cmd(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in out_dir.")] = False,
 ) -> None:
     """Train the LoFi encoder (seeded, resumable, progress bar with loss terms)."""
-    from ricl.encoders.train import TrainConfig, train_encoder
+    from ricl_apps.train.encoder import TrainConfig, train_encoder
 
     cfg = TrainConfig.from_file(config, _overrides(overrides))
     metrics = train_encoder(cfg, resume=resume)
@@ -311,8 +311,8 @@ def train_vlm_cmd(
 ) -> None:
     """Train the project's grounding VLM on episodes rendered as the agent renders queries
     (seeded, resumable, progress bar); writes a Hugging Face directory vLLM can serve."""
-    from ricl.vlm.train.config import VLMTrainConfig
-    from ricl.vlm.train.trainer import train_vlm
+    from ricl_apps.train.vlm.config import VLMTrainConfig
+    from ricl_apps.train.vlm.trainer import train_vlm
 
     cfg = VLMTrainConfig.from_yaml(config, overrides or [])
     typer.echo(f"model: {train_vlm(cfg, resume=resume)}")
@@ -354,7 +354,7 @@ def ablate_encoder_cmd(
     ] = False,
 ) -> None:
     """Train every arm x seed of an encoder ablation (resumable) and write the table."""
-    from ricl.encoders.ablation import AblationConfig, run_ablation
+    from ricl_apps.train.ablation import AblationConfig, run_ablation
 
     cfg = AblationConfig.from_file(config, _overrides(overrides))
     run_ablation(cfg, console=_console(), report_only=report_only)

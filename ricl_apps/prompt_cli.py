@@ -1,6 +1,6 @@
 """``ricl prompt list`` / ``ricl prompt show``: see exactly what a model would receive.
 
-A typer app mounted by ``ricl.cli``; no logic of its own (the agent renders the prompt,
+A typer app mounted by ``ricl_apps.cli``; no logic of its own (the agent renders the prompt,
 without calling any model).
 """
 

@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from ricl.encoders.lofi.config import apply_overrides
-from ricl.encoders.train import TrainConfig, train_encoder
+from ricl_apps.train.encoder import TrainConfig, train_encoder
 
 __all__ = ["AblationConfig", "run_ablation"]
 

@@ -1,0 +1,2 @@
+"""Evaluation runs (``ricl eval``), experiment grids (``ricl experiment``), their
+configuration, tables and HTML report."""
