@@ -19,15 +19,21 @@ Everything is injectable (``retriever``, ``backend``, ``codec``, ``strategy``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ricl.agent_config import AgentConfig
-from ricl.errors import RiclError
+from ricl.errors import ImageLoadError, RiclError
 from ricl.prompting.messages import Message, codec_frame
+from ricl.retrieval.errors import QueryError
 from ricl.types import Box, Prediction, PredictionStatus
+from ricl.vlm.errors import VLMError
+
+# what fails one query and not the others: :meth:`GroundingAgent.astream` yields these
+PER_QUERY_ERRORS: tuple[type[Exception], ...] = (ImageLoadError, QueryError, VLMError)
 
 if TYPE_CHECKING:
     from ricl.boxes.codecs.base import BoxCodec
@@ -36,7 +42,14 @@ if TYPE_CHECKING:
     from ricl.retrieval.retriever import Retriever
     from ricl.vlm.base import Generation, VLMBackend, VLMRequest
 
-__all__ = ["AgentConfig", "GroundingAgent", "GroundingQuery", "GroundingResult"]
+__all__ = [
+    "PER_QUERY_ERRORS",
+    "AgentConfig",
+    "GroundingAgent",
+    "GroundingQuery",
+    "GroundingResult",
+    "as_query",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +68,11 @@ class GroundingQuery:
     box: Box | None = None
     labels: tuple[str, ...] = ()
     query_id: str | None = None
+
+
+def as_query(query: GroundingQuery | dict[str, Any]) -> GroundingQuery:
+    """A :class:`GroundingQuery` from itself or a mapping of its fields."""
+    return query if isinstance(query, GroundingQuery) else GroundingQuery(**query)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +97,8 @@ class GroundingResult:
         return Prediction(image_id, self.phrase, self.boxes, status=self.status, raw=self.raw)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able (boxes as lists, messages with image placeholders)."""
+        """JSON-able (boxes as lists, messages with image placeholders, timings in ms to
+        the microsecond): the one serialization of a result (evaluation rows build on it)."""
         return {
             "query_id": self.query_id,
             "phrase": self.phrase,
@@ -92,7 +111,7 @@ class GroundingResult:
             "exemplars": list(self.exemplars),
             "messages": [m.to_dict() for m in self.messages],
             "prompt_hash": self.prompt_hash,
-            "timings": dict(self.timings),
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "model": self.model,
         }
 
@@ -260,9 +279,7 @@ class GroundingAgent:
         (``openai``: up to ``max_concurrency`` in flight). With ``raise_errors=False`` a
         transport failure makes every query of the batch a ``status="error"`` result that
         keeps the message (an evaluation run records and retries them)."""
-        from ricl.vlm.errors import VLMError
-
-        qs = [q if isinstance(q, GroundingQuery) else GroundingQuery(**q) for q in queries]
+        qs = [as_query(q) for q in queries]
         prepared = [self.request(q) for q in qs]
         t0 = time.perf_counter()
         try:
@@ -285,27 +302,84 @@ class GroundingAgent:
         max_concurrency: int = 8,
         raise_errors: bool = True,
     ) -> list[GroundingResult]:
-        """Async :meth:`ground_many`: at most ``max_concurrency`` queries in flight, results
-        in input order; with ``raise_errors=False`` failures become ``status="error"``."""
-        from ricl.vlm.errors import VLMError
-
-        qs = [q if isinstance(q, GroundingQuery) else GroundingQuery(**q) for q in queries]
-        gate = asyncio.Semaphore(max(1, max_concurrency))
-
-        async def one(q: GroundingQuery) -> GroundingResult:
-            async with gate:
-                request, timings = await asyncio.to_thread(self.request, q)
-                t0 = time.perf_counter()
-                try:
-                    generation = await self.backend.agenerate(request)
-                except VLMError as exc:
+        """Async :meth:`ground_many` over :meth:`astream`: at most ``max_concurrency``
+        queries in flight, results in input order. A per-query failure (unreadable image,
+        a query the selector cannot serve, a transport error) raises, or with
+        ``raise_errors=False`` becomes a ``status="error"`` result that keeps the message."""
+        qs = [as_query(q) for q in queries]
+        position = {id(q): i for i, q in enumerate(qs)}
+        out: list[GroundingResult | None] = [None] * len(qs)
+        stream = self.astream(qs, max_concurrency=max_concurrency)
+        async with contextlib.aclosing(stream):
+            async for q, outcome in stream:
+                if isinstance(outcome, Exception):
                     if raise_errors:
-                        raise
-                    return self.finish(q, request, None, timings, str(exc))
-                timings["generate"] = (time.perf_counter() - t0) * 1e3
-                return self.finish(q, request, generation, timings)
+                        raise outcome
+                    outcome = self.error_result(q, outcome)
+                out[position[id(q)]] = outcome
+        return [r for r in out if r is not None]
 
-        return list(await asyncio.gather(*(one(q) for q in qs)))
+    async def astream(
+        self,
+        queries: Iterable[GroundingQuery | dict[str, Any]],
+        *,
+        max_concurrency: int = 8,
+        stop: Callable[[], bool] | None = None,
+    ) -> AsyncIterator[tuple[GroundingQuery, GroundingResult | Exception]]:
+        """Yield ``(query, result)`` for each query as it finishes (not in input order).
+
+        At most ``max_concurrency`` queries are in flight; ``queries`` is read lazily, one
+        query per free slot. ``stop()`` is asked before each new query starts: once it is
+        true no more start, and those in flight still come back. A per-query failure is
+        yielded in place of the result: ``ImageLoadError`` / ``QueryError`` (from
+        retrieving or rendering) and ``VLMError`` (from the backend). Any other exception
+        (a configuration problem every query would hit) propagates and cancels the rest.
+        Closing the iterator early cancels the queries in flight.
+        """
+        gate = max(1, max_concurrency)
+        pending: dict[asyncio.Task[Any], GroundingQuery] = {}
+        source = iter(queries)
+
+        def refill() -> None:
+            while len(pending) < gate and not (stop is not None and stop()):
+                q = next(source, None)
+                if q is None:
+                    return
+                q = as_query(q)
+                pending[asyncio.ensure_future(self._one(q))] = q
+
+        try:
+            refill()
+            while pending:
+                done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    q = pending.pop(task)
+                    exc = task.exception()
+                    if exc is not None and not isinstance(exc, PER_QUERY_ERRORS):
+                        raise exc
+                    yield q, exc if exc is not None else task.result()  # type: ignore[misc]
+                refill()
+        finally:
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _one(self, q: GroundingQuery) -> GroundingResult:
+        request, timings = await asyncio.to_thread(self.request, q)
+        t0 = time.perf_counter()
+        generation = await self.backend.agenerate(request)
+        timings["generate"] = (time.perf_counter() - t0) * 1e3
+        return self.finish(q, request, generation, timings)
+
+    def error_result(self, query: GroundingQuery, error: Exception | str) -> GroundingResult:
+        """A ``status="error"`` result for ``query`` keeping the failure's message
+        (``"ExcType: message"`` for an exception)."""
+        message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        return GroundingResult(
+            phrase=query.phrase, boxes=(), status="error", raw="", error=message,
+            query_id=query.query_id,
+        )  # fmt: skip
 
     def _summary(self, demo: Any) -> dict[str, Any]:
         """What a result records about one demonstration (JSON-able)."""

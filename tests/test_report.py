@@ -349,3 +349,19 @@ def test_report_in_chromium(chromium, run, tmp_path):
     for colour in ((0x00, 0x9E, 0x73), (0xCC, 0x79, 0xA7)):  # gold and prediction strokes
         near = np.abs(px - np.array(colour)).sum(axis=1) < 40
         assert near.sum() > 30, colour
+
+
+def test_per_instance_times_are_written_in_their_unit(run):
+    # timings are milliseconds: 32 ms must not read "32 s" (a site-X run once showed
+    # "6664.521 s" for a 6.7 s query)
+    assert "total 32.0 ms (retrieve 1.20 ms, prompt 0.50 ms, generate 30.1 ms" in run["html"]
+    assert not re.search(r"\b32(\.0+)? s\b", run["html"])
+
+
+@pytest.mark.parametrize(
+    "ms, text", [(0.42, "0.42 ms"), (37.14, "37.1 ms"), (999.94, "999.9 ms"), (6664.521, "6.66 s")]
+)
+def test_duration_text(ms, text):
+    from ricl_apps.evaluation.report import duration_text
+
+    assert duration_text(ms) == text

@@ -248,9 +248,27 @@ def _card(
         "n_repaired": row.get("n_repaired"),
         "n_dropped": row.get("n_dropped"),
         "model": row.get("model"),
-        "total_s": timings.get("total"),
+        "timing": _timing_text(timings),
         "exemplars": exemplars,
     }
+
+
+def duration_text(ms: float) -> str:
+    """A duration given in milliseconds (the unit of every ``timings`` entry), written in
+    the unit a reader expects: ``"0.42 ms"``, ``"37.1 ms"``, ``"6.66 s"``."""
+    if ms >= 1000:
+        return f"{ms / 1000:.2f} s"
+    return f"{ms:.2f} ms" if ms < 10 else f"{ms:.1f} ms"
+
+
+def _timing_text(timings: dict[str, Any]) -> str | None:
+    """``"total 37.1 ms (retrieve 1.20 ms, generate 35.0 ms)"``; None without a total."""
+    total = timings.get("total")
+    if not isinstance(total, (int, float)):
+        return None
+    steps = [f"{k} {duration_text(v)}" for k, v in timings.items()
+             if k != "total" and isinstance(v, (int, float))]  # fmt: skip
+    return f"total {duration_text(total)}" + (f" ({', '.join(steps)})" if steps else "")
 
 
 def write_report(

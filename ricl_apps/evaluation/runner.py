@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ricl.atomic import atomic_write_text
-from ricl.errors import DatasetFormatError, ImageLoadError, RiclError
+from ricl.errors import DatasetFormatError, RiclError
 from ricl.types import Instance, Prediction
 from ricl_apps.evaluation.run_config import EvalConfig, EvalConfigError
 
@@ -48,6 +48,7 @@ __all__ = [
     "load_instances",
     "prepare_run_dir",
     "read_rows",
+    "result_row",
     "run_eval",
     "score_run",
 ]
@@ -112,35 +113,19 @@ def _identity(instance: Instance) -> dict[str, Any]:
     }
 
 
-def _row(instance: Instance, result: Any, attempt: int) -> dict[str, Any]:
+def result_row(instance: Instance, result: Any, attempt: int) -> dict[str, Any]:
+    """The predictions.jsonl row of one attempt: the instance's identity, the agent's own
+    serialization of its result (:meth:`GroundingResult.to_dict`; error results too), its
+    union IoU against the gold boxes (0 for a failed answer) and the attempt number."""
     from ricl.boxes.geometry import union_iou
 
     failed = result.status in ("error", "parse_error")
+    body = result.to_dict()
+    body.pop("phrase", None)  # the instance's phrase leads the row
     return {
         **_identity(instance),
-        "boxes": [b.to_list() for b in result.boxes],
-        "status": result.status,
-        "raw": result.raw,
-        "error": result.error,
-        "n_repaired": result.n_repaired,
-        "n_dropped": result.n_dropped,
+        **body,
         "union_iou": 0.0 if failed else float(union_iou(result.boxes, instance.boxes)),
-        "model": result.model,
-        "prompt_hash": result.prompt_hash,
-        "timings": {k: round(v, 3) for k, v in result.timings.items()},
-        "exemplars": list(result.exemplars),
-        "messages": [m.to_dict() for m in result.messages],
-        "attempt": attempt,
-    }
-
-
-def _error_row(instance: Instance, message: str, attempt: int) -> dict[str, Any]:
-    return {
-        **_identity(instance),
-        "boxes": [],
-        "status": "error",
-        "raw": "",
-        "error": message,
         "attempt": attempt,
     }
 
@@ -243,6 +228,21 @@ def _apply_concurrency(agent: Any, concurrency: int) -> None:
         backend.max_concurrency = concurrency
 
 
+def _query(inst: Instance, images_root: Path, query_box: str) -> Any:
+    from ricl.agent import GroundingQuery
+    from ricl.boxes.geometry import hull
+
+    return GroundingQuery(
+        images_root / inst.image_path,
+        inst.phrase,
+        study_id=inst.study_id,
+        patient_id=inst.patient_id,
+        box=hull(inst.boxes) if query_box == "gold" else None,
+        labels=tuple(inst.labels),
+        query_id=inst.instance_id,
+    )
+
+
 async def _predict(
     agent: Any,
     images_root: Path,
@@ -252,8 +252,12 @@ async def _predict(
     config: EvalConfig,
     show: bool,
 ) -> str | None:
-    """Answer ``todo``; append each row as it finishes. Returns the last failure message
-    when the run was aborted, else None."""
+    """Answer ``todo`` through :meth:`GroundingAgent.astream`; append each row as it
+    finishes. Transport failures in a row (``VLMError``) stop new queries after
+    ``max_consecutive_failures``; per-query failures (image, selector) do not count.
+    Returns the last transport failure when the run was aborted, else None."""
+    import contextlib
+
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -263,66 +267,43 @@ async def _predict(
         TimeRemainingColumn,
     )
 
-    from ricl.agent import GroundingQuery
-    from ricl.boxes.geometry import hull
-    from ricl.retrieval.errors import QueryError
     from ricl.vlm.errors import VLMError
 
-    gate = asyncio.Semaphore(config.concurrency)
-    state = {"in_a_row": 0, "failed": 0, "last": None}
-    stop = asyncio.Event()
+    by_id = {i.instance_id: i for i in todo}
+    state = {"in_a_row": 0, "failed": 0, "last": None, "stopped": False}
+
+    def stop() -> bool:
+        return bool(state["stopped"])
+
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]}"),
                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[failed]}"))  # fmt: skip
     t_start = time.perf_counter()
+    queries = (_query(i, images_root, config.query_box) for i in todo)
+    stream = agent.astream(queries, max_concurrency=config.concurrency, stop=stop)
     with path.open("a", encoding="utf-8") as out, Progress(*columns, disable=not show) as bar:
         task = bar.add_task(config.run_id or "eval", total=len(todo), rate="", failed="")
-
-        def write(row: dict[str, Any]) -> None:
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
-            out.flush()
-            done = bar.tasks[0].completed + 1
-            rate = done / max(1e-9, time.perf_counter() - t_start)
-            bar.update(task, advance=1, rate=f"{rate:.2f} q/s",
-                       failed=f"failed {state['failed']}" if state["failed"] else "")  # fmt: skip
-
-        async def one(inst: Instance) -> None:
-            async with gate:
-                if stop.is_set():
-                    return
-                attempt = attempts.get(inst.instance_id, 0) + 1
-                q = GroundingQuery(
-                    images_root / inst.image_path,
-                    inst.phrase,
-                    study_id=inst.study_id,
-                    patient_id=inst.patient_id,
-                    box=hull(inst.boxes) if config.query_box == "gold" else None,
-                    labels=tuple(inst.labels),
-                    query_id=inst.instance_id,
-                )
-                try:
-                    request, timings = await asyncio.to_thread(agent.request, q)
-                except (ImageLoadError, QueryError) as exc:  # this instance fails, not the run
+        async with contextlib.aclosing(stream):
+            async for query, outcome in stream:
+                inst = by_id[query.query_id]
+                if isinstance(outcome, Exception):
                     state["failed"] += 1
-                    write(_error_row(inst, f"{type(exc).__name__}: {exc}", attempt))
-                    return
-                t0 = time.perf_counter()
-                try:
-                    generation = await agent.backend.agenerate(request)
-                except VLMError as exc:
-                    state["failed"] += 1
-                    state["in_a_row"] += 1
-                    state["last"] = f"{type(exc).__name__}: {exc}"
-                    write(_error_row(inst, state["last"], attempt))
-                    if state["in_a_row"] >= config.max_consecutive_failures:
-                        stop.set()
-                    return
-                state["in_a_row"] = 0
-                timings["generate"] = (time.perf_counter() - t0) * 1e3
-                write(_row(inst, agent.finish(q, request, generation, timings), attempt))
-
-        await asyncio.gather(*(one(i) for i in todo))
-    return state["last"] if stop.is_set() else None
+                    if isinstance(outcome, VLMError):
+                        state["in_a_row"] += 1
+                        state["last"] = f"{type(outcome).__name__}: {outcome}"
+                        if state["in_a_row"] >= config.max_consecutive_failures:
+                            state["stopped"] = True
+                    outcome = agent.error_result(query, outcome)
+                else:
+                    state["in_a_row"] = 0
+                row = result_row(inst, outcome, attempts.get(inst.instance_id, 0) + 1)
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                out.flush()
+                done = bar.tasks[0].completed + 1
+                rate = done / max(1e-9, time.perf_counter() - t_start)
+                bar.update(task, advance=1, rate=f"{rate:.2f} q/s",
+                           failed=f"failed {state['failed']}" if state["failed"] else "")  # fmt: skip
+    return state["last"] if state["stopped"] else None
 
 
 def _summary(config: EvalConfig, ds: Any, instances: Sequence[Instance],
