@@ -8,7 +8,7 @@ from pathlib import Path
 from ricl.retrieval.build import build_index
 from ricl.retrieval.exemplars import Exemplar, ExemplarFinding
 from ricl.types import Box
-from tests.test_index_fixtures import FakeEncoder
+from tests.fakes import FakeEncoder
 
 
 def make_phantom_index(tmp: Path, n: int = 40) -> tuple[Path, object]:

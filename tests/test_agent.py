@@ -15,14 +15,12 @@ from ricl.agent_config import AgentConfig, AgentConfigError
 from ricl.retrieval.retriever import Retriever
 from ricl.types import Box
 from ricl.vlm.openai import OpenAIBackend
-from tests.agent_fixtures import make_phantom_index
-from tests.test_index_fixtures import FakeEncoder
+from tests.fakes import FakeEncoder
 
 
 @pytest.fixture(scope="module")
-def phantom(tmp_path_factory):
-    index, ds = make_phantom_index(tmp_path_factory.mktemp("agent"))
-    return index, ds
+def phantom(phantom_index):
+    return phantom_index
 
 
 def _queries(ds, n=4):

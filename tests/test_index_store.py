@@ -13,7 +13,7 @@ from ricl.retrieval.build import build_index
 from ricl.retrieval.errors import IndexFormatError, IndexMismatchError, IndexStoreError
 from ricl.retrieval.store import IndexConfig, load_index, make_faiss_index
 from ricl.types import Finding, Study
-from tests.test_index_fixtures import DIM, FakeEncoder, make_dataset
+from tests.fakes import DIM, FakeEncoder, make_dataset
 
 SAFE_SUFFIXES = {".faiss", ".json", ".jsonl", ".npy"}
 

@@ -25,7 +25,7 @@ from ricl.integrations.langchain import RiclExemplarRetriever
 from ricl.retrieval.build import build_index
 from ricl.retrieval.retriever import Retriever
 from ricl.types import Box
-from tests.test_index_fixtures import FakeEncoder, make_dataset
+from tests.fakes import FakeEncoder, make_dataset
 
 PHRASE = "pleural effusion number 3"
 

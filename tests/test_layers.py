@@ -109,3 +109,14 @@ def test_the_reader_sees_lazy_relative_and_aliased_imports(tmp_path, source, exp
     probe = tmp_path / "probe.py"
     probe.write_text(source, encoding="utf-8")
     assert _imports(probe, module="ricl.vlm.probe") == expected
+
+
+def test_no_test_imports_another_test_module():
+    wrong = []
+    for path in sorted((ROOT / "tests").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                leaf = node.module.split(".")[-1]
+                if leaf.startswith("test_"):
+                    wrong.append(f"{path.name} imports {node.module}")
+    assert not wrong, "share helpers through tests/fakes.py or conftest.py:\n" + "\n".join(wrong)

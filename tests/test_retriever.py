@@ -14,7 +14,7 @@ from ricl.retrieval.errors import IndexStoreError, QueryError
 from ricl.retrieval.exemplars import Exemplar
 from ricl.retrieval.retriever import Query, Retriever
 from ricl.types import Box
-from tests.test_index_fixtures import FakeEncoder, make_dataset, unit
+from tests.fakes import FakeEncoder, make_dataset, unit
 
 
 @pytest.fixture(scope="module")

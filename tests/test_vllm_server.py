@@ -29,7 +29,7 @@ from ricl.vlm.hf import HFBackend
 from ricl.vlm.openai import OpenAIBackend
 from ricl.vlm.serve import VLLMServer
 from tests.agent_fixtures import make_phantom_index
-from tests.test_index_fixtures import FakeEncoder
+from tests.fakes import FakeEncoder
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ from ricl.vlm import BACKENDS, create_backend
 from ricl.vlm.errors import VLMConfigError
 from ricl.vlm.payload import to_openai_messages
 from ricl.vlm.vllm_offline import VLLMBackend
-from tests.test_vlm_openai import make_request
+from tests.fakes import make_request
 
 
 def test_registry_names_and_suggestions():

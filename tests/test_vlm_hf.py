@@ -15,7 +15,7 @@ from ricl.agent_config import AgentConfig
 from ricl.vlm.errors import VLMConfigError
 from ricl.vlm.hf import HFBackend, decode_data_url, messages_to_hf
 from ricl.vlm.payload import image_data_url
-from tests.test_vlm_openai import make_request
+from tests.fakes import make_request
 
 pytest.importorskip("transformers")
 

@@ -10,17 +10,14 @@ from pathlib import Path
 import httpx2
 import openai
 import pytest
-from PIL import Image
 
-from ricl.boxes.codecs import get_codec
-from ricl.prompting.builder import build_prompt, exemplar_image, query_image
-from ricl.prompting.strategies import load_strategy
 from ricl.vlm import create_backend
 from ricl.vlm.base import VLMRequest
 from ricl.vlm.errors import TooManyImagesError, VLMConfigError, VLMServerError, VLMTransportError
 from ricl.vlm.openai import OpenAIBackend
 from ricl.vlm.payload import build_chat_payload, data_url, payload_hash
-from tests.agent_fixtures import exemplar
+from tests.agent_fixtures import exemplar  # noqa: F401
+from tests.fakes import make_request
 
 ANSWER = "<|object_ref_start|>nodule<|object_ref_end|><|box_start|>(100,200),(300,400)<|box_end|>"
 
@@ -32,23 +29,6 @@ def _completion(text: str = ANSWER) -> dict:
                      "message": {"role": "assistant", "content": text}}],
         "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
     }  # fmt: skip
-
-
-def make_request(tmp_path: Path, phrase: str = "nodule") -> VLMRequest:
-    """A k=2 request (three images) with the qwen2vl codec."""
-    codec = get_codec("qwen2vl")
-    paths = []
-    for i, shade in enumerate((40, 120, 200)):
-        p = tmp_path / f"img{i}.png"
-        Image.new("L", (64, 48), shade).save(p)
-        paths.append(p)
-    q = query_image(paths[2], codec=codec, max_side=None)
-    exs = [exemplar(i, ["nodule right upper"], size=(64, 48)) for i in range(2)]
-    pairs = [
-        (e, exemplar_image(e, paths[i], codec=codec, max_side=None)) for i, e in enumerate(exs)
-    ]
-    prompt = build_prompt(load_strategy("k-shot"), codec, phrase, q, pairs)
-    return VLMRequest(prompt, phrase, codec)
 
 
 @pytest.fixture

@@ -91,7 +91,7 @@ def test_training_lowers_the_loss_resumes_and_saves_a_servable_model(pool, tmp_p
     from ricl.agent import GroundingAgent
     from ricl.agent_config import AgentConfig
     from ricl.retrieval.retriever import Retriever
-    from tests.test_index_fixtures import FakeEncoder
+    from tests.fakes import FakeEncoder
 
     index, ds = pool
     agent = GroundingAgent(

@@ -1,5 +1,6 @@
-"""Shared fixtures of the index/retriever tests: a deterministic fake encoder (no torch)
-and a small synthetic grounding dataset (no images needed: the fake encoder hashes names)."""
+"""Fakes shared by the tests (a helper module, not a test module): a deterministic fake
+encoder (no torch), a small synthetic grounding dataset (no images needed: the fake encoder
+hashes names) and a k=2 OpenAI-backend request."""
 
 from __future__ import annotations
 
@@ -7,9 +8,14 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
+from ricl.boxes.codecs import get_codec
 from ricl.data.dataset import GroundingDataset
+from ricl.prompting.builder import build_prompt, exemplar_image, query_image
+from ricl.prompting.strategies import load_strategy
 from ricl.types import Box, Finding, Study
+from ricl.vlm.base import VLMRequest
 
 DIM = 16
 LABELS = ["nodule", "pleural effusion", "cardiomegaly", "pneumothorax", "atelectasis"]
@@ -90,9 +96,20 @@ def make_dataset(tmp_path: Path, n: int = 30) -> GroundingDataset:
     return GroundingDataset("synthetic", root, root / "images", studies, ())
 
 
-def test_fake_encoder_is_deterministic_and_normalized():
-    enc = FakeEncoder()
-    a = enc.encode_images(["x/a.png", "y/a.png", "b.png"]).embeddings
-    assert np.allclose(a[0], a[1]) and not np.allclose(a[0], a[2])
-    assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-6)
-    assert enc.encode_regions(["a.png"], [[Box(0, 0, 0.5, 0.5)]]).shape == (1, DIM)
+def make_request(tmp_path: Path, phrase: str = "nodule") -> VLMRequest:
+    """A k=2 request (three images) with the qwen2vl codec."""
+    codec = get_codec("qwen2vl")
+    paths = []
+    for i, shade in enumerate((40, 120, 200)):
+        p = tmp_path / f"img{i}.png"
+        Image.new("L", (64, 48), shade).save(p)
+        paths.append(p)
+    q = query_image(paths[2], codec=codec, max_side=None)
+    from tests.agent_fixtures import exemplar
+
+    exs = [exemplar(i, ["nodule right upper"], size=(64, 48)) for i in range(2)]
+    pairs = [
+        (e, exemplar_image(e, paths[i], codec=codec, max_side=None)) for i, e in enumerate(exs)
+    ]
+    prompt = build_prompt(load_strategy("k-shot"), codec, phrase, q, pairs)
+    return VLMRequest(prompt, phrase, codec)
