@@ -139,9 +139,7 @@ class ReaderOptions:
 
     def gold(self, boxes: tuple[Any, ...], extra_boxes: tuple[Any, ...]) -> tuple[Any, ...]:
         """An instance's gold boxes under ``reference``."""
-        return {"primary": boxes, "extra": extra_boxes, "both": boxes + extra_boxes}[
-            self.reference
-        ]
+        return {"primary": boxes, "extra": extra_boxes, "both": boxes + extra_boxes}[self.reference]
 
 
 def read_records(
