@@ -72,13 +72,6 @@ SkipOpt = Annotated[
 ]
 
 
-def _reader_options(dataset: str, keep_unboxed: bool, skip_bad: bool) -> dict[str, Any]:
-    opts: dict[str, Any] = {"on_error": "skip" if skip_bad else "raise"}
-    if dataset != "ms-cxr":
-        opts["keep_unboxed"] = keep_unboxed
-    return opts
-
-
 def _console():
     from rich.console import Console
 
@@ -112,10 +105,15 @@ def data_stats(
     from ricl.data.registry import load_dataset
     from ricl.data.stats import dataset_stats
 
-    opts = _reader_options(dataset, keep_unboxed, skip_bad)
-    if dataset != "ms-cxr":
-        opts["read_image_sizes"] = False  # counts need no pixels
-    stats = dataset_stats(load_dataset(dataset, root, images, **opts))
+    ds = load_dataset(
+        dataset,
+        root,
+        images,
+        keep_unboxed=keep_unboxed,
+        on_error="skip" if skip_bad else "raise",
+        read_image_sizes=False,  # counts need no pixels
+    )
+    stats = dataset_stats(ds)
     if json_out:
         typer.echo(json.dumps(stats, indent=2))
         return
@@ -230,8 +228,7 @@ def baseline(
     from ricl.evaluation.baselines import run_baseline
     from ricl.evaluation.predictions import write_predictions
 
-    opts = {} if dataset == "ms-cxr" else {"read_image_sizes": False}
-    ds = load_dataset(dataset, root, **opts)
+    ds = load_dataset(dataset, root, read_image_sizes=False)
     preds = run_baseline(name, ds.select(train_split), ds.select(split))
     out.parent.mkdir(parents=True, exist_ok=True)
     write_predictions(out, preds)

@@ -13,10 +13,19 @@ from __future__ import annotations
 import csv
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
-from ricl.data.dataset import GroundingDataset, SkippedRecord, canonical_split
-from ricl.errors import DatasetFormatError, InvalidBoxError
+from ricl.data.dataset import (
+    GroundingDataset,
+    OnError,
+    ReaderOptions,
+    Reference,
+    canonical_split,
+    read_records,
+    safe_join,
+)
+from ricl.errors import DatasetFormatError, ImageLoadError, InvalidBoxError
 from ricl.types import Box, Finding, Instance, Study
 
 __all__ = ["MS_CXR_COLUMNS", "load_ms_cxr"]
@@ -64,7 +73,10 @@ def load_ms_cxr(
     root: str | Path,
     images: str | Path | None = None,
     *,
-    on_error: str = "raise",
+    keep_unboxed: bool = False,
+    reference: Reference = "primary",
+    on_error: OnError = "raise",
+    read_image_sizes: bool = True,
     name: str = "ms-cxr",
 ) -> GroundingDataset:
     """Read MS-CXR into studies (one per image) and instances (one per phrase).
@@ -72,14 +84,31 @@ def load_ms_cxr(
     Args:
         root: the MS-CXR folder (or the CSV file itself).
         images: the MIMIC-CXR-JPG root that ``path`` is relative to (optional).
-        on_error: ``raise`` or ``skip`` (a skipped image is listed in ``dataset.skipped``).
+        keep_unboxed, reference, on_error, read_image_sizes: the reader options every
+            reader takes, see :class:`~ricl.data.dataset.ReaderOptions`. Here a bad
+            record is one image (all its CSV rows); ``skip`` drops that image. Every
+            phrase has boxes, so ``keep_unboxed`` changes nothing; MS-CXR has one reader,
+            so ``reference="both"`` is ``"primary"`` and ``"extra"`` raises ValueError;
+            with ``read_image_sizes`` and ``images``, each image's header must match the
+            CSV's ``image_width, image_height``.
 
     Raises:
         DatasetFormatError: naming the CSV line and the problem (bad number, box outside
-            the image, inconsistent image size, unknown split).
+            the image, inconsistent image size, unknown split, missing image).
+        ValueError: an option value outside :class:`~ricl.data.dataset.ReaderOptions`,
+            or ``reference="extra"``.
     """
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    opts = ReaderOptions(
+        keep_unboxed=keep_unboxed,
+        reference=reference,
+        on_error=on_error,
+        read_image_sizes=read_image_sizes,
+    )
+    if opts.reference == "extra":
+        raise ValueError(
+            f"{name}: reference='extra' needs a second reader's boxes, which MS-CXR does not "
+            "have (every phrase would lose its gold); use reference='primary' or 'both'"
+        )
     root = Path(root)
     csv_path = _find_csv(root)
     with csv_path.open(newline="", encoding="utf-8-sig") as fh:
@@ -98,27 +127,37 @@ def load_ms_cxr(
     images_root = Path(images) if images is not None else None
     if images_root is not None and not images_root.is_dir():
         raise DatasetFormatError(f"{images_root}: images folder does not exist")
-    studies: list[Study] = []
-    instances: list[Instance] = []
-    skipped: list[SkippedRecord] = []
-    for dicom_id, image_rows in by_image.items():
-        where = (
-            f"{csv_path.name} lines {image_rows[0][0]}-{image_rows[-1][0]} (dicom_id {dicom_id})"
-        )
-        try:
-            study, insts = _image(dicom_id, image_rows, csv_path.name, name)
-        except DatasetFormatError as e:
-            if on_error == "raise":
-                raise
-            skipped.append(SkippedRecord(where=where, reason=str(e)))
-            continue
-        studies.append(study)
-        instances.extend(insts)
+    size_of: Callable[[Path], tuple[int, int]] | None = None
+    if images_root is not None and opts.read_image_sizes:
+        from ricl.data.images import read_image_size as size_of
+
+    parsed, skipped = read_records(
+        (
+            (
+                f"{csv_path.name} lines {rows[0][0]}-{rows[-1][0]} (dicom_id {dicom_id})",
+                (dicom_id, rows),
+            )
+            for dicom_id, rows in by_image.items()
+        ),
+        lambda _where, item: _image(
+            item[0], item[1], csv_path.name, name, opts, images_root, size_of
+        ),
+        opts.on_error,
+        csv_path,
+    )
+    studies = [study for study, _ in parsed]
+    instances = [i for _, insts in parsed for i in insts]
     return GroundingDataset(name, root, images_root, tuple(studies), tuple(instances), skipped)
 
 
 def _image(
-    dicom_id: str, rows: list[tuple[int, dict[str, str]]], fname: str, dataset: str
+    dicom_id: str,
+    rows: list[tuple[int, dict[str, str]]],
+    fname: str,
+    dataset: str,
+    opts: ReaderOptions,
+    images_root: Path | None,
+    size_of: Callable[[Path], tuple[int, int]] | None,
 ) -> tuple[Study, list[Instance]]:
     first_line, first = rows[0]
     where0 = f"{fname} line {first_line} (dicom_id {dicom_id})"
@@ -130,6 +169,10 @@ def _image(
         raise DatasetFormatError(f"{where0}: image size {width}x{height} must be positive")
     path = first["path"].strip()
     split = canonical_split(first["split"], where0)
+    if images_root is not None:
+        full = safe_join(images_root, path, where0)
+        if size_of is not None:
+            _check_image_size(full, (width, height), size_of, where0)
     phrases: dict[str, list[Box]] = {}
     category: dict[str, str] = {}
     for n, row in rows:
@@ -184,12 +227,37 @@ def _image(
             split=split,
             image_path=path,
             phrase=f.sentence_en,
-            boxes=f.boxes,
+            boxes=gold,
             image_size=(width, height),
             finding_index=f.index,
             labels=f.labels,
             label_group=f.label_group,
         )
         for f in findings
+        if (gold := opts.gold(f.boxes, f.extra_boxes)) or opts.keep_unboxed
     ]
     return study, instances
+
+
+def _check_image_size(
+    path: Path,
+    csv_size: tuple[int, int],
+    size_of: Callable[[Path], tuple[int, int]],
+    where: str,
+) -> None:
+    if not path.is_file():
+        raise DatasetFormatError(
+            f"{where}: image {path} not found; pass images=DIR pointing at the MIMIC-CXR-JPG "
+            "root the 'path' column is relative to, or read_image_sizes=False to read "
+            "annotations only"
+        )
+    try:
+        size = size_of(path)
+    except ImageLoadError as e:
+        raise DatasetFormatError(f"{where}: {e}") from None
+    if tuple(size) != csv_size:
+        raise DatasetFormatError(
+            f"{where}: image {path} is {size[0]}x{size[1]} but the CSV says "
+            f"{csv_size[0]}x{csv_size[1]}; the boxes are in the CSV's pixels, so the images "
+            "must be the full-size originals"
+        )

@@ -24,9 +24,17 @@ import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from ricl.data.dataset import GroundingDataset, SkippedRecord, canonical_split, safe_join
+from ricl.data.dataset import (
+    GroundingDataset,
+    OnError,
+    ReaderOptions,
+    Reference,
+    canonical_split,
+    read_records,
+    safe_join,
+)
 from ricl.errors import DatasetFormatError, ImageLoadError, InvalidBoxError
 from ricl.types import Box, Finding, Instance, Study
 
@@ -46,8 +54,6 @@ MASTER_TABLE_COLUMNS: tuple[str, ...] = (
     "study_is_validation", "split", "PatientID", "patient_is_benchmark", "PatientBirth",
     "PatientSex_DICOM", "StudyDate_DICOM", "StudyDate", "PatientAge", "label_group", "Year",
 )  # fmt: skip
-OnError = Literal["raise", "skip"]
-Reference = Literal["primary", "extra", "both"]
 
 # CSV columns that describe one (study, label) row rather than the study.
 _PER_ROW_COLUMNS = frozenset(
@@ -258,22 +264,20 @@ def load_padchest_gr(
         root: folder with ``grounded_reports_*.json`` and ``master_table.csv``.
         images: folder the ``ImageID`` file names are relative to; default
             ``root/Padchest_GR_files/PadChest_GR`` when it exists, else no images.
-        keep_unboxed: also make instances of positive findings without boxes (gold = empty).
-        reference: gold boxes of an instance: ``primary`` (``boxes``, the default and the
-            benchmark's reference), ``extra`` (the second reader's ``extra_boxes``), or
-            ``both`` (their union). ``Instance.extra_boxes`` always carries ``extra_boxes``.
-        on_error: ``raise`` (default) stops at the first bad record with an error naming
-            it; ``skip`` drops that study and records it in ``dataset.skipped``.
-        read_image_sizes: read each image's (width, height) from its header (cheap);
-            a missing or unreadable image is then an error for its study.
+        keep_unboxed, reference, on_error, read_image_sizes: the reader options every
+            reader takes, see :class:`~ricl.data.dataset.ReaderOptions`. Here a bad
+            record is one study of the JSON; ``skip`` drops that study.
 
     Raises:
         DatasetFormatError: naming the file and record (StudyID, finding index) and the fix.
+        ValueError: an option value outside :class:`~ricl.data.dataset.ReaderOptions`.
     """
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-    if reference not in ("primary", "extra", "both"):
-        raise ValueError(f"reference must be 'primary', 'extra' or 'both', got {reference!r}")
+    opts = ReaderOptions(
+        keep_unboxed=keep_unboxed,
+        reference=reference,
+        on_error=on_error,
+        read_image_sizes=read_image_sizes,
+    )
     root = Path(root)
     if not root.is_dir():
         raise DatasetFormatError(f"{root}: not a folder; pass the PadChest-GR release folder")
@@ -288,24 +292,17 @@ def load_padchest_gr(
         raise DatasetFormatError(f"{reports_path}: expected a JSON list of study records")
 
     size_of: Callable[[Path], tuple[int, int]] | None = None
-    if images_root is not None and read_image_sizes:
+    if images_root is not None and opts.read_image_sizes:
         from ricl.data.images import read_image_size as size_of
 
-    studies: list[Study] = []
-    instances: list[Instance] = []
-    skipped: list[SkippedRecord] = []
     seen: set[str] = set()
-    for n, record in enumerate(records):
-        where = f"{reports_path.name} record {n}"
-        try:
-            study = _study(record, where, table, images_root, size_of, seen)
-        except DatasetFormatError as e:
-            if on_error == "raise":
-                raise
-            skipped.append(SkippedRecord(where=where, reason=str(e)))
-            continue
-        studies.append(study)
-        instances.extend(_instances(study, name, keep_unboxed, reference))
+    studies, skipped = read_records(
+        ((f"{reports_path.name} record {n}", record) for n, record in enumerate(records)),
+        lambda where, record: _study(record, where, table, images_root, size_of, seen),
+        opts.on_error,
+        reports_path,
+    )
+    instances = [i for study in studies for i in _instances(study, name, opts)]
     return GroundingDataset(name, root, images_root, tuple(studies), tuple(instances), skipped)
 
 
@@ -385,17 +382,13 @@ def _study(
     )
 
 
-def _instances(
-    study: Study, dataset: str, keep_unboxed: bool, reference: Reference
-) -> list[Instance]:
+def _instances(study: Study, dataset: str, opts: ReaderOptions) -> list[Instance]:
     out = []
     for f in study.findings:
         if not f.abnormal:
             continue
-        gold = {"primary": f.boxes, "extra": f.extra_boxes, "both": f.boxes + f.extra_boxes}[
-            reference
-        ]
-        if not gold and not keep_unboxed:
+        gold = opts.gold(f.boxes, f.extra_boxes)
+        if not gold and not opts.keep_unboxed:
             continue
         out.append(
             Instance(

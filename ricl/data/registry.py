@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ricl.data.dataset import GroundingDataset
+from ricl.data.dataset import GroundingDataset, ReaderOptions
 from ricl.registry import Registry
 
 __all__ = ["DATASETS", "load_dataset"]
@@ -24,6 +24,16 @@ DATASETS = Registry(
 def load_dataset(
     name: str, root: str | Path, images: str | Path | None = None, **options: Any
 ) -> GroundingDataset:
-    """Load a dataset by registry name. Unknown names raise UnknownNameError with suggestions."""
+    """Load a dataset by registry name, with the reader options every reader takes.
+
+    ``options``: any of :class:`~ricl.data.dataset.ReaderOptions` (``keep_unboxed``,
+    ``reference``, ``on_error``, ``read_image_sizes``), the same for every dataset.
+
+    Raises:
+        UnknownNameError: an unknown dataset name (with suggestions).
+        ValueError: an unknown option (naming it and listing the known ones) or a bad value.
+        DatasetFormatError: a malformed release (from the reader).
+    """
     loader = DATASETS.get(name)
-    return loader(root, images, name=name, **options)
+    opts = ReaderOptions.from_mapping(options, dataset=name)
+    return loader(root, images, name=name, **opts.as_kwargs())

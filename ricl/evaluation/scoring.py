@@ -37,10 +37,8 @@ def score_predictions_file(
     path = Path(predictions)
     if not path.is_file():
         raise DatasetFormatError(f"{path}: predictions file not found")
-    opts: dict[str, Any] = {}
-    if dataset != "ms-cxr":  # scoring needs no pixels: skip reading image headers
-        opts = {"keep_unboxed": keep_unboxed, "read_image_sizes": False}
-    ds = load_dataset(dataset, root, images, **opts)
+    # scoring needs no pixels: skip reading image headers
+    ds = load_dataset(dataset, root, images, keep_unboxed=keep_unboxed, read_image_sizes=False)
     instances = ds.select(split)
     if not instances:
         raise DatasetFormatError(

@@ -136,9 +136,8 @@ def load_instances(config: EvalConfig) -> tuple[Any, list[Instance]]:
     from ricl.data.registry import load_dataset
 
     spec = config.dataset
-    opts: dict[str, Any] = {}
-    if spec.name != "ms-cxr":  # the agent reads each image's header itself, when it runs
-        opts = {"keep_unboxed": spec.keep_unboxed, "read_image_sizes": False}
+    # the agent reads each image's header itself, when it runs
+    opts = {"keep_unboxed": spec.keep_unboxed, "read_image_sizes": False}
     ds = load_dataset(spec.name, spec.root, spec.images, **opts)
     instances = list(ds.select(spec.split))
     if not instances:
