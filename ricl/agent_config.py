@@ -15,19 +15,24 @@ Loaded from YAML with :meth:`AgentConfig.from_yaml`; ``overrides`` take dotted k
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ricl.errors import RiclError
+from ricl.config import ConfigError, apply_overrides, read_yaml_mapping, validate_mapping
 from ricl.prompting.strategies import StrategyOptions
 
-_M = TypeVar("_M", bound=BaseModel)
+# re-exported: the apps' configs read, override and validate through ricl.config
+__all__ = [
+    "AgentConfig",
+    "AgentConfigError",
+    "apply_overrides",
+    "read_yaml_mapping",
+    "validate_mapping",
+]
 
-__all__ = ["AgentConfig", "AgentConfigError"]
 
-
-class AgentConfigError(RiclError, ValueError):
+class AgentConfigError(ConfigError):
     """An agent configuration is invalid; the message names the file and the key."""
 
 
@@ -75,58 +80,8 @@ class AgentConfig(BaseModel):
         """Read a YAML file (relative ``index``/``images_root`` resolve against the current
         directory) and apply ``key=value`` overrides (values parsed as YAML)."""
         data = read_yaml_mapping(path, AgentConfigError, "an agent configuration")
-        return cls.load(apply_overrides(data, overrides or []), str(path))
+        return cls.load(apply_overrides(data, overrides or [], AgentConfigError), str(path))
 
     def with_overrides(self, overrides: list[str]) -> AgentConfig:
-        return self.load(apply_overrides(self.model_dump(), overrides), "overrides")
-
-
-def validate_mapping(cls: type[_M], data: dict[str, Any], source: str, error: type[RiclError],
-                     what: str) -> _M:  # fmt: skip
-    """``cls(**data)``; a pydantic ValidationError becomes ``error`` naming ``source``, what
-    was being read (``what``) and the offending keys."""
-    try:
-        return cls(**data)
-    except ValidationError as exc:
-        raise error(f"{source}: invalid {what}: {exc}") from exc
-
-
-def read_yaml_mapping(path: str | Path, error: type[RiclError], what: str) -> dict[str, Any]:
-    """The mapping held by a YAML file (empty file: ``{}``). Raises ``error`` naming the file
-    when it cannot be read, is not YAML, or holds something else than ``what`` (a mapping)."""
-    import yaml
-
-    p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise error(f"{p}: cannot read {what} ({exc})") from exc
-    if not isinstance(data, dict):
-        raise error(f"{p}: {what} is a YAML mapping")
-    return data
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """``["k=5", "backend_options.base_url=http://..."]`` applied to a deep copy of ``data``
-    (``data`` is never modified; missing intermediate mappings are created)."""
-    import copy
-
-    import yaml
-
-    out = copy.deepcopy(data)
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise AgentConfigError(f"override {item!r} must look like key=value")
-        value = yaml.safe_load(raw) if raw.strip() else None
-        node = out
-        *parents, leaf = key.strip().split(".")
-        for name in parents:
-            child = node.setdefault(name, {})
-            if child is None:
-                child = node[name] = {}
-            if not isinstance(child, dict):
-                raise AgentConfigError(f"override {item!r}: {name!r} is not a mapping")
-            node = child
-        node[leaf] = value
-    return out
+        data = apply_overrides(self.model_dump(), overrides, AgentConfigError)
+        return self.load(data, "overrides")

@@ -273,16 +273,10 @@ SetOpt = Annotated[
 
 
 def _overrides(pairs: list[str] | None) -> dict[str, Any]:
-    """``["a.b=1", "c=x"]`` -> ``{"a.b": 1, "c": "x"}``; values parsed as YAML scalars."""
-    import yaml
+    """``--set`` pairs -> ``{dotted key: value}`` (:func:`ricl.config.parse_overrides`)."""
+    from ricl.config import parse_overrides
 
-    out: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"--set expects key=value, got {pair!r}")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
+    return parse_overrides(pairs)
 
 
 @app.command("train-encoder")

@@ -20,17 +20,11 @@ index_app = typer.Typer(
 
 
 def _params(pairs: list[str] | None) -> dict[str, Any]:
-    """``["M=32", "efSearch=64"]`` -> ``{"M": 32, "efSearch": 64}`` (JSON values, else text)."""
-    out: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise typer.BadParameter(f"--param expects KEY=VALUE, got {pair!r}")
-        try:
-            out[key.strip()] = json.loads(value)
-        except ValueError:
-            out[key.strip()] = value
-    return out
+    """``["M=32", "efSearch=64"]`` -> ``{"M": 32, "efSearch": 64}`` (values parsed as YAML,
+    through :func:`ricl.config.parse_overrides`)."""
+    from ricl.config import parse_overrides
+
+    return parse_overrides(pairs)
 
 
 def _portable_spec(spec: str) -> str:
@@ -71,17 +65,15 @@ def build_cmd(
 ) -> None:  # fmt: skip
     """Embed every exemplar of a split (resumable: rerun after an interruption) and write
     the index atomically."""
-    from pydantic import ValidationError
 
+    from ricl.config import validate_mapping
     from ricl.data.registry import load_dataset
     from ricl.encoders import load
     from ricl.retrieval.build import build_index
     from ricl.retrieval.store import IndexConfig
 
-    try:
-        config = IndexConfig.model_validate({"type": index_type, **_params(param)})
-    except ValidationError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--index-type/--param") from None
+    config = validate_mapping(IndexConfig, {"type": index_type, **_params(param)},
+                              "--index-type/--param", what="index parameters")  # fmt: skip
     ds = load_dataset(dataset, root, images)
     manifest = build_index(
         load(encoder), ds, split, out, config, batch_size=batch_size,

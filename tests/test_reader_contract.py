@@ -13,8 +13,8 @@ from ricl.data.phantom import write_phantom_release
 from ricl.data.registry import DATASETS, load_dataset
 from ricl.errors import DatasetFormatError
 
+from .ms_cxr_fixture import PATH, _row, _write
 from .release_fixture import records, write_release
-from .test_ms_cxr import PATH, _row, _write
 
 
 def _ms_cxr(tmp_path: Path, broken: bool = False) -> tuple[Path, Path]:

@@ -25,7 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ricl.encoders.lofi.config import apply_overrides
+from ricl.config import apply_overrides, read_yaml_mapping, validate_mapping
 from ricl_apps.train.encoder import TrainConfig, train_encoder
 
 __all__ = ["AblationConfig", "run_ablation"]
@@ -44,10 +44,8 @@ class AblationConfig(BaseModel):
 
     @classmethod
     def from_file(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> AblationConfig:
-        import yaml
-
-        data = yaml.safe_load(Path(path).read_text()) or {}
-        return cls.model_validate(apply_overrides(data, overrides or {}))
+        data = read_yaml_mapping(path, what="an encoder ablation configuration")
+        return validate_mapping(cls, apply_overrides(data, overrides), str(path), what="encoder ablation configuration")
 
     def cell(self, arm: str, seed: int) -> TrainConfig:
         """The TrainConfig of one (arm, seed) cell, validated."""

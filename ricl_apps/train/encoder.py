@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from ricl.encoders.lofi.config import LoFiConfig, apply_overrides, tiny_config
+from ricl.config import apply_overrides, read_yaml_mapping, validate_mapping
+from ricl.encoders.lofi.config import LoFiConfig, tiny_config
 
 __all__ = ["TrainConfig", "train_encoder"]
 
@@ -58,10 +59,8 @@ class TrainConfig(BaseModel):
     @classmethod
     def from_file(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
         """YAML or JSON recipe + dotted overrides (``model.weights.caption=0``)."""
-        import yaml
-
-        data = yaml.safe_load(Path(path).read_text()) or {}
-        return cls.model_validate(apply_overrides(data, overrides or {}))
+        data = read_yaml_mapping(path, what="an encoder training configuration")
+        return validate_mapping(cls, apply_overrides(data, overrides), str(path), what="encoder training configuration")
 
 
 def _device(name: str) -> str:

@@ -9,11 +9,12 @@ numbers. Tower configs are plain dicts of the transformers config classes
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ricl.config import apply_overrides, read_yaml_mapping, validate_mapping
 
 __all__ = ["LoFiConfig", "LoRAConfig", "LossWeights", "tiny_config"]
 
@@ -101,33 +102,14 @@ class LoFiConfig(_Strict):
     # ------------------------------------------------------------------ files
     @classmethod
     def from_file(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> LoFiConfig:
-        """Read JSON or YAML; ``overrides`` are dotted keys (``weights.caption=0``)."""
-        path = Path(path)
-        text = path.read_text()
-        if path.suffix in {".yaml", ".yml"}:
-            import yaml
-
-            data = yaml.safe_load(text) or {}
-        else:
-            data = json.loads(text)
-        return cls.model_validate(apply_overrides(data, overrides or {}))
+        """Read JSON or YAML; ``overrides`` are dotted keys (``weights.caption=0``).
+        Raises ConfigError naming the file and the key."""
+        data = read_yaml_mapping(path, what="a LoFi model configuration")  # JSON is YAML
+        return validate_mapping(cls, apply_overrides(data, overrides), str(path),
+                                what="LoFi model configuration")  # fmt: skip
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2)
-
-
-def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """Set dotted keys in a nested dict copy: ``{"weights.caption": 0}``."""
-    out = json.loads(json.dumps(data))
-    for dotted, value in overrides.items():
-        node = out
-        *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise TypeError(f"override {dotted!r}: {p!r} is not a section")
-        node[leaf] = value
-    return out
 
 
 def tiny_config(image_size: int = 64, **changes: Any) -> LoFiConfig:
