@@ -102,17 +102,11 @@ def data_stats(
 ) -> None:
     """Counts per split: studies, patients, findings, positive findings, grounding instances,
     boxes, and per label group."""
-    from ricl.data.registry import load_dataset
     from ricl.data.stats import dataset_stats
 
-    ds = load_dataset(
-        dataset,
-        root,
-        images,
-        keep_unboxed=keep_unboxed,
-        on_error="skip" if skip_bad else "raise",
-        read_image_sizes=False,  # counts need no pixels
-    )
+    spec = _spec(dataset, root, images, keep_unboxed=keep_unboxed,
+                 on_error="skip" if skip_bad else "raise")  # fmt: skip
+    ds = spec.open(read_image_sizes=False)  # counts need no pixels
     stats = dataset_stats(ds)
     if json_out:
         typer.echo(json.dumps(stats, indent=2))
@@ -199,12 +193,12 @@ def score(
     else:
         if dataset is None or root is None or predictions is None:
             raise typer.BadParameter("give --run DIR, or --dataset, --root and --predictions")
+        from ricl.data.spec import SplitSpec
         from ricl.evaluation.scoring import score_predictions_file
 
-        metrics = score_predictions_file(
-            dataset, root, predictions, split=split, images=images, keep_unboxed=keep_unboxed,
-            rodeo=not no_rodeo,
-        )  # fmt: skip
+        data = SplitSpec(name=dataset, root=str(root), images=_str(images), split=split,
+                         keep_unboxed=keep_unboxed)  # fmt: skip
+        metrics = score_predictions_file(data, predictions, rodeo=not no_rodeo)
         title = f"{dataset} {split}: {predictions}"
     if json_out:
         typer.echo(json.dumps(metrics, indent=2))
@@ -224,11 +218,10 @@ def baseline(
     ] = "train",
 ) -> None:
     """Write the predictions of a model-free baseline (for `ricl score`)."""
-    from ricl.data.registry import load_dataset
     from ricl.evaluation.baselines import run_baseline
     from ricl.evaluation.predictions import write_predictions
 
-    ds = load_dataset(dataset, root, read_image_sizes=False)
+    ds = _spec(dataset, root).open(read_image_sizes=False)
     preds = run_baseline(name, ds.select(train_split), ds.select(split))
     out.parent.mkdir(parents=True, exist_ok=True)
     write_predictions(out, preds)
@@ -270,6 +263,18 @@ SetOpt = Annotated[
         "--set", help="Override a config key: --set model.weights.caption=0 (repeatable)."
     ),
 ]
+
+
+def _str(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
+def _spec(dataset: str, root: Path, images: Path | None = None, **options: Any) -> Any:
+    """The :class:`~ricl.data.spec.DatasetSpec` of a command's ``--dataset/--root/--images``
+    flags (and reader options): every command reads data through it."""
+    from ricl.data.spec import DatasetSpec
+
+    return DatasetSpec(name=dataset, root=str(root), images=_str(images), **options)
 
 
 def _overrides(pairs: list[str] | None) -> dict[str, Any]:
@@ -322,11 +327,10 @@ def eval_retrieval_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Image<->text R@k, location-aware and location-conditioned precision@k of an encoder."""
-    from ricl.data.registry import load_dataset
     from ricl.encoders import load
     from ricl.evaluation.retrieval import evaluate_retrieval
 
-    ds = load_dataset(dataset, root, images)
+    ds = _spec(dataset, root, images).open()
     metrics = evaluate_retrieval(
         load(encoder), ds.studies_of(gallery_split), ds.studies_of(split), ds.image_file
     )

@@ -185,12 +185,13 @@ def _release(workdir: Path, studies: int, seed: int, size: int, console: Any) ->
 
 
 def _baselines(workdir: Path, release: Path, console: Any) -> dict[str, dict]:
-    from ricl.data.registry import load_dataset
+    from ricl.data.spec import SplitSpec
     from ricl.evaluation.baselines import BASELINES, run_baseline
     from ricl.evaluation.predictions import write_predictions
     from ricl.evaluation.scoring import score_predictions_file
 
-    ds = load_dataset("phantom", release, read_image_sizes=False)
+    data = SplitSpec(name="phantom", root=str(release), split="test")
+    ds = data.open(read_image_sizes=False)
     train, test = ds.select("train"), ds.select("test")
     console.rule("[bold]2. model-free baselines -> predictions -> one scorer")
     console.print(f"{len(train)} train / {len(test)} test grounding instances")
@@ -199,7 +200,7 @@ def _baselines(workdir: Path, release: Path, console: Any) -> dict[str, dict]:
         run_dir = workdir / "runs" / f"baseline-{name}"
         pred_path = run_dir / "predictions.jsonl"
         write_predictions(pred_path, run_baseline(name, train, test))
-        metrics = score_predictions_file("phantom", release, pred_path, split="test")
+        metrics = score_predictions_file(data, pred_path)
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
         results[name] = metrics
         console.print(f"{name}: {pred_path}")
@@ -207,7 +208,7 @@ def _baselines(workdir: Path, release: Path, console: Any) -> dict[str, dict]:
 
 
 def _indexes(workdir: Path, release: Path, console: Any) -> None:
-    from ricl.data.registry import load_dataset
+    from ricl.data.spec import DatasetSpec
     from ricl.encoders import EMBEDDED, embedded_path, load
     from ricl.retrieval.build import build_index, dataset_fingerprint
 
@@ -218,7 +219,7 @@ def _indexes(workdir: Path, release: Path, console: Any) -> None:
         f"(provenance and retrieval metrics: {embedded_path(EMBEDDED[0]).parent / 'README.md'})"
     )
     console.rule("[bold]4. exemplar indexes over the training split")
-    ds = load_dataset("phantom", release)
+    ds = DatasetSpec(name="phantom", root=str(release)).open()
     for name in EMBEDDED:
         out = workdir / "indexes" / name
         encoder = load(name)

@@ -67,14 +67,16 @@ def build_cmd(
     the index atomically."""
 
     from ricl.config import validate_mapping
-    from ricl.data.registry import load_dataset
+    from ricl.data.spec import DatasetSpec
     from ricl.encoders import load
     from ricl.retrieval.build import build_index
     from ricl.retrieval.store import IndexConfig
 
     config = validate_mapping(IndexConfig, {"type": index_type, **_params(param)},
                               "--index-type/--param", what="index parameters")  # fmt: skip
-    ds = load_dataset(dataset, root, images)
+    ds = DatasetSpec(
+        name=dataset, root=str(root), images=None if images is None else str(images)
+    ).open()
     manifest = build_index(
         load(encoder), ds, split, out, config, batch_size=batch_size,
         include_normal=include_normal, encoder_spec=_portable_spec(encoder),

@@ -22,7 +22,7 @@ def release(tmp_path_factory):
 
 
 def _recipe(tmp_path, release, **extra):
-    data = {"dataset": "phantom", "root": str(release), "steps": 4, "batch_size": 8, "log_every": 2,
+    data = {"dataset": {"name": "phantom", "root": str(release)}, "steps": 4, "batch_size": 8, "log_every": 2,
             "max_eval_studies": 5, "model": tiny_config(64).model_dump(), **extra}  # fmt: skip
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(data))

@@ -140,7 +140,7 @@ def test_config_is_validated_in_one_place():
 def test_training_resumes_to_the_same_weights(tmp_path, phantom):
     from safetensors.torch import load_file
 
-    base = {"root": str(phantom.root), "steps": 8, "batch_size": 8, "checkpoint_every": 4, "log_every": 2,
+    base = {"dataset": {"root": str(phantom.root)}, "steps": 8, "batch_size": 8, "checkpoint_every": 4, "log_every": 2,
             "model": tiny_config(64).model_dump(), "max_eval_studies": 6}  # fmt: skip
     full = TrainConfig.model_validate({**base, "out_dir": str(tmp_path / "a")})
     metrics = train_encoder(full, progress=False)

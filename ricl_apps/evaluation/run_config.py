@@ -2,7 +2,7 @@
 
     run_id: phantom-knn              # default: the config file's stem
     runs_dir: eval/runs
-    dataset: {name: phantom, root: data/phantom, split: test, limit: null}
+    dataset: {name: phantom, root: data/phantom, split: test, limit: null}  # ricl.data.spec.SplitSpec
     agent:   {index: indexes/phantom-lofi, strategy: k-shot, k: 3, codec: qwen2vl,
               backend: openai, backend_options: {base_url: http://127.0.0.1:8000/v1}}
     concurrency: 4                   # queries in flight
@@ -22,9 +22,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ricl.agent_config import AgentConfig, apply_overrides, read_yaml_mapping, validate_mapping
+from ricl.data.spec import SplitSpec
 from ricl.errors import RiclError
 
-__all__ = ["SEMANTIC_KEYS", "DatasetSpec", "EvalConfig", "EvalConfigError"]
+__all__ = ["SEMANTIC_KEYS", "EvalConfig", "EvalConfigError"]
 
 # what must not change between a run and its --resume (the rest is how, not what)
 SEMANTIC_KEYS = ("dataset", "agent", "query_box")
@@ -43,20 +44,6 @@ class EvalConfigError(RiclError, ValueError):
     """An evaluation configuration is invalid; the message names the file and key."""
 
 
-class DatasetSpec(BaseModel):
-    """Which instances are evaluated. ``limit``: the first N instances of the split (in
-    the dataset's order), for smoke runs."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = "phantom"
-    root: str
-    split: str = "test"
-    images: str | None = None
-    limit: int | None = Field(None, ge=1)
-    keep_unboxed: bool = False
-
-
 class EvalConfig(BaseModel):
     """One evaluation run: a dataset split, an agent, and how to run it."""
 
@@ -64,7 +51,7 @@ class EvalConfig(BaseModel):
 
     run_id: str | None = None
     runs_dir: str = "eval/runs"
-    dataset: DatasetSpec
+    dataset: SplitSpec
     agent: AgentConfig
     query_box: Literal["none", "gold"] = "none"
     concurrency: int = Field(4, ge=1, le=256)

@@ -133,16 +133,9 @@ def result_row(instance: Instance, result: Any, attempt: int) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- the run
 def load_instances(config: EvalConfig) -> tuple[Any, list[Instance]]:
     """(dataset, the instances of the configured split, cut to ``limit``)."""
-    from ricl.data.registry import load_dataset
-
-    spec = config.dataset
     # the agent reads each image's header itself, when it runs
-    opts = {"keep_unboxed": spec.keep_unboxed, "read_image_sizes": False}
-    ds = load_dataset(spec.name, spec.root, spec.images, **opts)
-    instances = list(ds.select(spec.split))
-    if not instances:
-        raise DatasetFormatError(f"{ds.root}: split {spec.split!r} has no grounding instances")
-    return ds, instances[: spec.limit] if spec.limit else instances
+    ds = config.dataset.open(read_image_sizes=False)
+    return ds, config.dataset.instances(ds)
 
 
 def prepare_run_dir(config: EvalConfig, resume: bool) -> Path:

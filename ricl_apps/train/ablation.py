@@ -3,7 +3,7 @@
 A recipe (YAML) holds a base :class:`TrainConfig` under ``train``, the ``arms`` as
 dotted overrides of it, the ``seeds`` and the ``metrics`` to report::
 
-    train: {root: data/phantom, steps: 600, model: {...}}
+    train: {dataset: {root: data/phantom}, steps: 600, model: {...}}
     arms:
       sigmoid: {model.weights.caption: 0, model.weights.location: 0}
       lofi: {}
@@ -45,7 +45,9 @@ class AblationConfig(BaseModel):
     @classmethod
     def from_file(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> AblationConfig:
         data = read_yaml_mapping(path, what="an encoder ablation configuration")
-        return validate_mapping(cls, apply_overrides(data, overrides), str(path), what="encoder ablation configuration")
+        return validate_mapping(
+            cls, apply_overrides(data, overrides), str(path), what="encoder ablation configuration"
+        )
 
     def cell(self, arm: str, seed: int) -> TrainConfig:
         """The TrainConfig of one (arm, seed) cell, validated."""

@@ -25,6 +25,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from ricl.config import apply_overrides, read_yaml_mapping, validate_mapping
+from ricl.data.spec import DatasetSpec
 from ricl.encoders.lofi.config import LoFiConfig, tiny_config
 
 __all__ = ["TrainConfig", "train_encoder"]
@@ -35,9 +36,7 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    dataset: str = "phantom"
-    root: str
-    images: str | None = None
+    dataset: DatasetSpec  # {name, root, images, reader options}: ricl.data.spec
     train_split: str = "train"
     eval_split: str = "test"
     max_train_studies: int | None = Field(None, ge=1)
@@ -60,7 +59,9 @@ class TrainConfig(BaseModel):
     def from_file(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
         """YAML or JSON recipe + dotted overrides (``model.weights.caption=0``)."""
         data = read_yaml_mapping(path, what="an encoder training configuration")
-        return validate_mapping(cls, apply_overrides(data, overrides), str(path), what="encoder training configuration")
+        return validate_mapping(
+            cls, apply_overrides(data, overrides), str(path), what="encoder training configuration"
+        )
 
 
 def _device(name: str) -> str:
@@ -130,7 +131,6 @@ def train_encoder(
     import torch
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from ricl.data.registry import load_dataset
     from ricl.encoders.lofi.data import CAPTION_PROMPT, LoFiCollator, load_samples
     from ricl.encoders.lofi.encoder import LoFiEncoder, load_lofi_model, save_lofi_model
     from ricl.encoders.lofi.model import LoFiModel
@@ -147,13 +147,13 @@ def train_encoder(
     torch.manual_seed(cfg.seed)
     device = _device(cfg.device)
 
-    ds = load_dataset(cfg.dataset, cfg.root, cfg.images)
+    ds = cfg.dataset.open()
     train_studies = ds.studies_of(cfg.train_split)[: cfg.max_train_studies]
     eval_studies = ds.studies_of(cfg.eval_split)[: cfg.max_eval_studies]
     samples = load_samples(train_studies, ds.image_file, cfg.model.image_size)
     if len(samples) < cfg.batch_size:
         raise RiclError(
-            f"{cfg.root}: {len(samples)} training studies, fewer than batch_size {cfg.batch_size}"
+            f"{cfg.dataset.root}: {len(samples)} training studies, fewer than batch_size {cfg.batch_size}"
         )
 
     ckpt = run / "checkpoint"

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ricl.agent_config import apply_overrides, read_yaml_mapping, validate_mapping
+from ricl.data.spec import DatasetSpec
 from ricl.errors import RiclError
 
 __all__ = ["EpisodeSpec", "ModelSpec", "SourceSpec", "VLMTrainConfig", "VLMTrainConfigError"]
@@ -27,15 +28,12 @@ class VLMTrainConfigError(RiclError, ValueError):
     """A VLM training configuration is invalid (the file and key are named)."""
 
 
-class SourceSpec(BaseModel):
-    """A training pool: a release (``name``, ``root``) and an index of its training split
+class SourceSpec(DatasetSpec):
+    """A training pool: a release (a :class:`~ricl.data.spec.DatasetSpec`: ``name``,
+    ``root``, reader options), the ``split`` drawn from, and an ``index`` of that split
     (exemplars of an episode come from the query's own pool: one site, one index)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    root: str
     index: str
-    name: str = "phantom"
     split: str = "train"
 
 

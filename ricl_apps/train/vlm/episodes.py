@@ -185,12 +185,11 @@ def encode_episode(episode: Episode, processor: Any, end: str = "<|im_end|>") ->
 
 def load_pools(config: VLMTrainConfig) -> list[Pool]:
     """The configured training pools (datasets, retrievers without encoders, instances)."""
-    from ricl.data.registry import load_dataset
     from ricl.retrieval.retriever import Retriever
 
     pools = []
     for src in config.sources:
-        ds = load_dataset(src.name, src.root, read_image_sizes=False)
+        ds = src.open(read_image_sizes=False)
         retriever = Retriever(src.index, encoder=None, seed=config.seed)
         instances = [i for i in ds.select(src.split) if i.boxes]
         pools.append(Pool(str(Path(src.root).name), ds, retriever, instances))
