@@ -49,6 +49,9 @@ def _mount_eval_commands() -> None:
 
     app.command("eval")(eval_cmd)
     app.command("experiment")(experiment_cmd)
+    from ricl_apps.probe_cli import probe_cmd  # light: openai/PIL are imported by the command
+
+    app.command("probe")(probe_cmd)
 
 
 _mount_eval_commands()

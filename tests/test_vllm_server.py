@@ -153,15 +153,42 @@ def site_a(tmp_path_factory):
     return tmp / "index", ds
 
 
-def test_the_trained_vlm_gives_the_same_boxes_served_and_in_process(site_a, tmp_path):
+@pytest.fixture(scope="module")
+def embedded_server(tmp_path_factory) -> Iterator[tuple[Path, VLLMServer]]:
+    """The embedded grounding VLM served by vLLM (4 images per prompt)."""
+    from ricl.vlm import resolve_model
+
+    model = Path(resolve_model("phantom-qwen2vl"))
+    assert (model / "model.safetensors").is_file(), "the embedded VLM is missing"
+    log = tmp_path_factory.mktemp("embedded") / "serve.log"
+    with VLLMServer(model, max_images=4, python=_vllm_python(), log=log) as server:
+        yield model, server
+
+
+def test_the_probe_names_the_embedded_models_codec_and_image_limit(embedded_server):
+    """``ricl probe`` against the real server: qwen2vl (the embedded model's codec) wins
+    among every registered codec, in the 0-1000 frame, and the limit of 4 images is found."""
+    from ricl.boxes.codecs import CODECS
+    from ricl.vlm.probe import probe_cases, probe_server
+
+    _, server = embedded_server
+    backend = OpenAIBackend(None, server.base_url, max_tokens=64, max_retries=0)
+    report = probe_server(backend, cases=probe_cases(0.25), max_side=112, max_images=6)
+    assert set(report.codecs) == set(CODECS.names())
+    assert report.recommended_codec == "qwen2vl", report.codecs
+    assert report.best_frame == "rel1000"
+    limit = report.images_per_prompt
+    assert (limit["max_accepted"], limit["refused_at"]) == (4, 5)
+    assert "at most 4 image(s) per prompt: k <= 3" in report.recommendation
+
+
+def test_the_trained_vlm_gives_the_same_boxes_served_and_in_process(site_a, embedded_server):
     """The embedded VLM served by vLLM: same boxes as the hf backend on a fixed query set,
     and a union IoU on that set above kNN box transfer from the same exemplars."""
     from ricl.boxes.geometry import union_iou
-    from ricl.vlm import resolve_model
 
     index, ds = site_a
-    model = Path(resolve_model("phantom-qwen2vl"))
-    assert (model / "model.safetensors").is_file(), "the embedded VLM is missing"
+    model, s = embedded_server
     queries = [GroundingQuery(ds.images_root / i.image_path, i.phrase, study_id=i.study_id,
                               patient_id=i.patient_id) for i in ds.select("test") if i.boxes][:24]  # fmt: skip
     gold = {q.phrase + str(q.image): i.boxes for q, i in zip(
@@ -171,8 +198,7 @@ def test_the_trained_vlm_gives_the_same_boxes_served_and_in_process(site_a, tmp_
         cfg = AgentConfig(index=str(index), k=3, codec="qwen2vl", max_image_side=112)
         return GroundingAgent(cfg, backend=backend)
 
-    with VLLMServer(model, max_images=4, python=_vllm_python(), log=tmp_path / "serve.log") as s:
-        served = agent(OpenAIBackend(None, s.base_url, max_tokens=64)).ground_many(queries)
+    served = agent(OpenAIBackend(None, s.base_url, max_tokens=64)).ground_many(queries)
     local = agent(HFBackend(str(model), max_tokens=64)).ground_many(queries)
     knn = agent(None).ground_many(queries)  # the default backend: kNN transfer
     for a, b in zip(served, local, strict=True):

@@ -1,0 +1,207 @@
+"""``ricl probe`` against fake OpenAI-compatible servers that answer in one box frame each,
+enforce an images-per-prompt limit (vLLM's 400 message) or stop at max_tokens."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
+
+import pytest
+from PIL import Image
+
+from ricl.boxes.codecs import get_codec
+from ricl.boxes.transforms import letterbox
+from ricl.vlm.openai import OpenAIBackend
+from ricl.vlm.probe import FRAMES, frame_boxes, number_quads, probe_cases, probe_server
+
+SCALE = 0.5  # 224-px probe images: fast to encode, sides not multiples of 28
+CASES = probe_cases(SCALE)
+
+
+def _gold_on_sent(case, sent: tuple[int, int]):
+    """The case's gold boxes on the image the server received (a letterbox when the codec
+    squared an off-square original)."""
+    w, h = case.size
+    if sent[0] == sent[1] and w != h:
+        t = letterbox(w, h, sent[0])
+        return [t.box_to_square(b) for b in case.boxes]
+    return list(case.boxes)
+
+
+def _answer(frame: str, phrase: str, boxes, sent: tuple[int, int]) -> str:
+    """What a model speaking ``frame`` writes for ``boxes`` (normalized on the sent image)."""
+    if frame == "rel1000":
+        return f"<|object_ref_start|>{phrase}<|object_ref_end|>" + "".join(
+            f"<|box_start|>({round(b.x_min * 1000)},{round(b.y_min * 1000)}),"
+            f"({round(b.x_max * 1000)},{round(b.y_max * 1000)})<|box_end|>"
+            for b in boxes
+        )
+    if frame == "rel1000_yx":
+        items = [{"box_2d": [round(b.y_min * 1000), round(b.x_min * 1000), round(b.y_max * 1000),
+                             round(b.x_max * 1000)], "label": phrase} for b in boxes]  # fmt: skip
+        return "```json\n" + json.dumps(items) + "\n```"
+    if frame in ("resized_px", "sent_px"):
+        rw, rh = get_codec("qwen25vl").resized_size(sent) if frame == "resized_px" else sent
+        items = [{"bbox_2d": [round(b.x_min * rw), round(b.y_min * rh), round(b.x_max * rw),
+                              round(b.y_max * rh)], "label": phrase} for b in boxes]  # fmt: skip
+        return json.dumps(items)
+    if frame == "normalized":
+        return json.dumps([[round(v, 4) for v in b.to_list()] for b in boxes])
+    raise AssertionError(frame)
+
+
+def _handler(frame: str, image_limit: int, truncate_after: int | None):
+    class Handler(BaseHTTPRequestHandler):
+        requests: ClassVar[list[dict]] = []
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            type(self).requests.append(body)
+            parts = [p for m in body["messages"] if isinstance(m["content"], list)
+                     for p in m["content"]]  # fmt: skip
+            images = [p["image_url"]["url"] for p in parts if p["type"] == "image_url"]
+            text = " ".join(p["text"] for p in parts if p["type"] == "text")
+            text += " ".join(m["content"] for m in body["messages"] if isinstance(m["content"], str))
+            if len(images) > image_limit:
+                msg = f"At most {image_limit} image(s) may be provided in one request."
+                return self._send(400, {"object": "error", "message": msg, "code": 400})
+            case = next((c for c in CASES if c.phrase in text), None)
+            if case is None:
+                return self._reply(str(len(images)), "stop")
+            raw = base64.b64decode(images[-1].split(",", 1)[1])
+            sent = Image.open(io.BytesIO(raw)).size
+            content = _answer(frame, case.phrase, _gold_on_sent(case, sent), sent)
+            if truncate_after is not None and len(content) > truncate_after:
+                return self._reply(content[:truncate_after], "length")
+            return self._reply(content, "stop")
+
+        def _reply(self, content: str, finish: str) -> None:
+            self._send(200, {"id": "c", "object": "chat.completion", "created": 0, "model": "fake",
+                             "choices": [{"index": 0, "finish_reason": finish, "message": {
+                                 "role": "assistant", "content": content}}]})  # fmt: skip
+
+        def _send(self, status: int, payload: dict) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    return Handler
+
+
+@pytest.fixture
+def serve():
+    started = []
+
+    def start(frame: str, image_limit: int = 8, truncate_after: int | None = None):
+        handler = _handler(frame, image_limit, truncate_after)
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        started.append(httpd)
+        return f"http://127.0.0.1:{httpd.server_address[1]}/v1", handler
+
+    yield start
+    for httpd in started:
+        httpd.shutdown()
+
+
+def _probe(url: str, **kw):
+    backend = OpenAIBackend("fake", url, max_tokens=64, max_retries=0)
+    return probe_server(backend, cases=CASES, **kw)
+
+
+@pytest.mark.parametrize(
+    ("frame", "codec"),
+    [("rel1000", "qwen2vl"), ("resized_px", "qwen25vl"), ("rel1000_yx", "medgemma"),
+     ("normalized", "json")],
+)
+def test_the_probe_names_the_codec_and_frame_the_server_speaks(serve, frame, codec):
+    url, _ = serve(frame)
+    report = _probe(url)
+    assert report.best_frame == frame
+    assert report.recommended_codec == codec
+    assert report.codecs[codec]["mean_iou"] > 0.9
+    assert report.codecs[codec]["n_ok"] == len(CASES)
+    assert report.frames[frame]["mean_iou"] > 0.9
+    assert report.recommendation.startswith(f"use codec={codec} ")
+    assert report.n_truncated == 0
+    assert report.images_per_prompt == {"max_accepted": 8, "refused_at": None,
+                                        "tried": [1, 2, 4, 8], "refusal": None}  # fmt: skip
+
+
+def test_pixels_of_the_sent_image_are_told_apart_from_the_resized_input(serve):
+    url, _ = serve("sent_px")
+    report = _probe(url, codecs=["qwen25vl", "qwen3vl", "qwen2vl"])
+    assert report.best_frame == "sent_px"
+    assert report.frames["sent_px"]["mean_iou"] > 0.95
+    assert report.frames["sent_px"]["mean_iou"] > report.frames["resized_px"]["mean_iou"]
+    assert report.frames["rel1000"]["mean_iou"] < 0.5  # 0-1000 on a 224-px image: far off
+    assert "sent_px" in report.recommendation
+
+
+def test_the_image_limit_and_truncation_are_found(serve):
+    url, handler = serve("rel1000", image_limit=2, truncate_after=70)
+    report = _probe(url, codecs=["qwen2vl"], max_images=8)
+    limit = report.images_per_prompt
+    assert (limit["max_accepted"], limit["refused_at"], limit["tried"]) == (2, 3, [1, 2, 3, 4])
+    assert "At most 2 image(s)" in limit["refusal"]
+    assert report.n_truncated == len(CASES)
+    assert all(a.truncated for a in report.answers)
+    assert "stopped at max_tokens=64: raise max_tokens" in report.recommendation
+    assert "at most 2 image(s) per prompt: k <= 1" in report.recommendation
+    # every probe request was a zero-shot prompt with one image, greedy, max_tokens as given
+    probes = [r for r in handler.requests if r["max_tokens"] == 64]
+    assert len(probes) == len(handler.requests)
+    assert all(r["temperature"] == 0 for r in handler.requests)
+
+
+def test_frames_read_numbers_of_any_syntax():
+    assert number_quads("<loc0256><loc0128><loc0768><loc0640> effusion") == [(256, 128, 768, 640)]
+    assert number_quads('[{"bbox_2d": [1, 2, 3, 4], "label": "a"}]') == [(1, 2, 3, 4)]
+    assert number_quads("<patch_index_0012><patch_index_1000> <loc_5><loc_6>") == [(12, 1000, 5, 6)]
+    assert number_quads("[1, 2, 3, 4], [5, 6, 7") == [(1, 2, 3, 4)]  # cut-off box dropped
+    (box,) = frame_boxes("rel1000_yx", [(200, 100, 600, 500)], (100, 100))
+    assert box.to_list() == [0.1, 0.2, 0.5, 0.6]
+    (box,) = frame_boxes("sent_px", [(10, 20, 50, 60)], (100, 200))
+    assert box.to_list() == [0.1, 0.1, 0.5, 0.3]
+    assert frame_boxes("rel100", [(5, 5, 5, 50)], (100, 100)) == []  # no area: dropped
+    assert set(FRAMES) >= {"rel1000", "rel1000_yx", "resized_px", "sent_px", "normalized"}
+
+
+def test_probe_cases_are_deterministic_with_large_findings():
+    a, b = probe_cases(0.25), probe_cases(0.25)
+    assert [c.image.tobytes() for c in a] == [c.image.tobytes() for c in b]
+    assert {c.name for c in a} == {"square", "portrait", "landscape", "letterboxed"}
+    assert len({c.phrase for c in a}) == 4
+    assert all(sum(x.area for x in c.boxes) > 0.05 for c in a)
+    boxed = next(c for c in probe_cases(1.0) if c.name == "letterboxed")
+    assert boxed.size == (448, 448)
+    assert boxed.image.getpixel((224, 5)) == (0, 0, 0)  # the black bar above the radiograph
+
+
+def test_cli_prints_json_and_a_bad_url_is_one_line(serve, tmp_path):
+    url, _ = serve("rel1000")
+    out = tmp_path / "probe.json"
+    cmd = [sys.executable, "-m", "ricl", "probe", "--base-url", url, "--model", "fake",
+           "--codec", "qwen2vl", "--codec", "json", "--scale", "0.5", "--out", str(out)]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "recommendation: use codec=qwen2vl" in done.stdout
+    data = json.loads(out.read_text())
+    assert data["recommended_codec"] == "qwen2vl" and set(data["codecs"]) == {"qwen2vl", "json"}
+    bad = subprocess.run([sys.executable, "-m", "ricl", "probe", "--base-url",
+                          "http://127.0.0.1:9/v1", "--model", "x"],
+                         capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert bad.returncode == 2
+    assert bad.stderr.strip().count("\n") == 0 and "cannot reach" in bad.stderr
