@@ -1,7 +1,8 @@
 """What models really emit: one row per quirk, per codec (see ``ricl.boxes.codecs``).
 
 Every row parses ``raw`` on a 1000 x 1000 image, where the letterbox (medgemma, lofi) and
-the centre crop (maira2) are the identity, so expected boxes read directly in 0..1 units.
+the centre crop (maira2) are the identity, so expected boxes read directly in 0..1 units
+(within 1.5e-3: one paligemma bin, half a florence2 bin).
 ``expected`` is a list of ``[x0, y0, x1, y1]`` or, where the frame arithmetic is not the
 point, the number of boxes.
 """
@@ -19,6 +20,8 @@ QB = "<|box_start|>(100,200),(500,600)<|box_end|>"
 QR = "<|object_ref_start|>effusion<|object_ref_end|>"
 J = '{"bbox_2d": [100, 200, 500, 600], "label": "a"}'  # one qwen3vl object
 J_BRACKETS = '{"bbox_2d": [100, 200, 500, 600], "label": "opacity [RUL] (2 cm)"}'
+PG = "<loc0205><loc0102><loc0614><loc0512>"  # paligemma, y first: B within a bin (1/1023)
+FL = "<loc_100><loc_200><loc_500><loc_600>"  # florence2: B, read as bin centres (+0.0005)
 
 CASES = [
     # name, raw, status, expected boxes or count, n_repaired, n_dropped
@@ -81,6 +84,28 @@ CASES = [
     ("json", "No finding", "empty", 0, 0, 0),
     ("json", "", "parse_error", 0, 0, 0),
     ("json", "[[.1, .2, .5, .6]]", "ok", [B], 0, 0),  # not JSON, read by the regex fallback
+    # paligemma: <locY0><locX0><locY1><locX1> label, ' ; ' between boxes
+    ("paligemma", f"{PG} effusion", "ok", [B], 0, 0),
+    ("paligemma", f"{PG} effusion ; <loc0100><loc0600><loc0400><loc0900> effusion", "ok", 2, 0, 0),
+    ("paligemma", f"detect effusion\n{PG} left pleural effusion\n", "ok", [B], 0, 0),
+    ("paligemma", f"{PG} effusion ; <loc0100><loc06", "ok", [B], 0, 0),  # truncated 2nd box
+    ("paligemma", "<loc0205><loc0102><loc06", "parse_error", 0, 0, 0),  # truncated
+    ("paligemma", "<loc0614><loc0512><loc0205><loc0102> effusion", "ok", [B], 1, 0),  # swapped
+    ("paligemma", "<loc0205><loc0102><loc1100><loc0512>", "ok", [[0.0997, 0.2004, 0.5005, 1.0]], 1, 0),
+    ("paligemma", f"{PG}<loc0001> effusion", "ok", [B], 0, 1),  # a 5th token: unusable rest
+    ("paligemma", f"{PG} <seg114><seg074> effusion", "ok", [B], 0, 0),  # segment tokens
+    ("paligemma", "Not present.", "empty", 0, 0, 0),
+    ("paligemma", "No pneumothorax.", "empty", 0, 0, 0),
+    ("paligemma", "", "parse_error", 0, 0, 0),
+    # florence2: phrase<loc_X0><loc_Y0><loc_X1><loc_Y1>, several boxes back to back
+    ("florence2", f"</s><s>effusion{FL}</s>", "ok", [[0.1005, 0.2005, 0.5005, 0.6005]], 0, 0),
+    ("florence2", f"effusion{FL}<loc_600><loc_200><loc_900><loc_600>", "ok", 2, 0, 0),
+    ("florence2", f"effusion{FL}<loc_700><loc_8", "ok", [B], 0, 0),  # truncated second box
+    ("florence2", "effusion<loc_100><loc_2", "parse_error", 0, 0, 0),
+    ("florence2", "effusion<loc_500><loc_600><loc_100><loc_200>", "ok", [B], 1, 0),  # swapped
+    ("florence2", "<loc_100><loc_200><loc_1200><loc_600>", "ok", [[0.1005, 0.2005, 1.0, 0.6005]], 1, 0),
+    ("florence2", "effusion", "parse_error", 0, 0, 0),  # <loc_> special tokens skipped: lost
+    ("florence2", "No effusion is seen.", "empty", 0, 0, 0),
 ]  # fmt: skip
 
 

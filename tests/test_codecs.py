@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import given, settings
@@ -25,12 +26,21 @@ ALL = CODECS.names()
 SIZE = st.tuples(st.integers(64, 4096), st.integers(64, 4096))
 
 
+_UNIT = {
+    "chexagent": 1e-2,
+    "maira2": 1e-2,
+    "json": 1e-4,
+    "paligemma": 1 / 1023,  # big_vision: round(v * 1023), read back as / 1023
+    "florence2": 1e-3,  # 1000 bins read back as their centres
+}
+
+
 def _units(codec: BoxCodec, size: tuple[int, int]) -> tuple[float, float]:
     """One quantization unit of the codec, as a fraction of its model frame (x, y)."""
     if isinstance(codec, Qwen25VLCodec):
         w, h = codec.resized_size(size)
         return 1 / w, 1 / h
-    unit = {"chexagent": 1e-2, "maira2": 1e-2, "json": 1e-4}.get(codec.name, 1e-3)
+    unit = _UNIT.get(codec.name, 1e-3)
     return unit, unit
 
 
@@ -98,6 +108,7 @@ def test_no_box_round_trip(name: str) -> None:
 
 BOX = Box(0.1, 0.2, 0.5, 0.6)  # on a 1000 x 500 image: pixels (100, 100) - (500, 300)
 SIZE_1000x500 = (1000, 500)
+SIZE_1000x1000 = (1000, 1000)
 
 
 @pytest.mark.parametrize(
@@ -129,6 +140,61 @@ def test_exact_format(name: str, expected: str) -> None:
     res = codec.parse(expected, image_size=SIZE_1000x500)
     assert res.status == "ok"
     assert res.boxes[0].to_list() == pytest.approx(BOX.to_list(), abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected", "back"),
+    [
+        # y first; round(v * 1023): y 204.6 -> 205, x 102.3 -> 102, y 613.8 -> 614,
+        # x 511.5 -> 512 (half to even); read back as / 1023
+        (
+            "paligemma",
+            "<loc0205><loc0102><loc0614><loc0512> effusion",
+            [102 / 1023, 205 / 1023, 512 / 1023, 614 / 1023],
+        ),
+        # floor(v * 1000) = 100, 200, 500, 600; read back as bin centres (b + 0.5) / 1000
+        (
+            "florence2",
+            "effusion<loc_100><loc_200><loc_500><loc_600>",
+            [0.1005, 0.2005, 0.5005, 0.6005],
+        ),
+    ],
+)
+def test_exact_format_binned(name: str, expected: str, back: list[float]) -> None:
+    codec = get_codec(name)
+    assert codec.format([BOX], image_size=SIZE_1000x500, phrase="effusion") == expected
+    res = codec.parse(expected, image_size=SIZE_1000x500)
+    assert (res.status, res.n_repaired) == ("ok", 0)
+    assert res.boxes[0].to_list() == pytest.approx(back, abs=1e-12)
+
+
+def test_florence2_is_transformers_post_processor() -> None:
+    import torch
+    from transformers.models.florence2.processing_florence2 import Florence2PostProcessor
+
+    post = Florence2PostProcessor(config=None, tokenizer=SimpleNamespace(all_special_tokens=[]))
+    codec = get_codec("florence2")
+    size = (1000, 1000)  # integer pixels on a 1000-pixel side are exact in both
+    for box_px in [(100, 200, 500, 600), (0, 0, 999, 1000), (12, 345, 678, 901), (5, 7, 9, 13)]:
+        (want,) = post.quantize(torch.tensor([box_px], dtype=torch.float64), size).tolist()
+        text = codec.format([Box(*(v / 1000 for v in box_px))], image_size=size)
+        assert text == "".join(f"<loc_{b}>" for b in want)
+        # dequantize gives pixels (b + 0.5) * 2 on a 2000-pixel side: exact integers
+        (px,) = post.dequantize(torch.tensor([want]), (2000, 2000)).tolist()
+        got = codec.parse(text, image_size=size).boxes[0].to_list()
+        assert [v * 2000 for v in got] == pytest.approx(px)
+
+
+@pytest.mark.parametrize(
+    ("name", "cut"),
+    [
+        ("paligemma", "<loc0205><loc0102><loc06"),
+        ("florence2", "effusion<loc_100><loc_200><loc_5"),
+    ],
+)
+def test_truncated_answer_says_so(name: str, cut: str) -> None:
+    res = get_codec(name).parse(cut, image_size=SIZE_1000x1000)
+    assert (res.status, res.error, res.boxes) == ("parse_error", "truncated box", ())
 
 
 def test_qwen25vl_exact_format_in_resized_frame() -> None:
@@ -213,6 +279,25 @@ def test_several_boxes_are_sorted_and_grouped() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        # b2: y 511.5 -> 512 (half to even), x 51.15 -> 51, y 920.7 -> 921, x 204.6 -> 205
+        (
+            "paligemma",
+            "<loc0512><loc0051><loc0921><loc0205> a ; <loc0205><loc0102><loc0614><loc0512> a",
+        ),
+        ("florence2", "a<loc_50><loc_500><loc_200><loc_900><loc_100><loc_200><loc_500><loc_600>"),
+    ],
+)
+def test_several_boxes_new_families(name: str, expected: str) -> None:
+    codec = get_codec(name)
+    b2 = Box(0.05, 0.5, 0.2, 0.9)
+    assert codec.format([BOX, b2], image_size=SIZE_1000x1000, phrase="a") == expected
+    assert codec.parse(expected, image_size=SIZE_1000x1000).status == "ok"
+    assert len(codec.parse(expected, image_size=SIZE_1000x1000).boxes) == 2
+
+
 def test_format_widens_degenerate_boxes() -> None:
     thin = Box(0.5, 0.1, 0.5001, 0.2)  # rounds to x 500..500 on 0-1000
     assert get_codec("qwen3vl").format([thin], image_size=(100, 100)) == (
@@ -253,6 +338,9 @@ _TOKENS = st.sampled_from(
         "<|box_start|>", "<|box_end|>", "(", ")", ",", "[", "]", "{", "}", '"bbox_2d"', ":",
         '"box_2d"', "<box>", "</box>", "<x5>", "<y9>", "<|box|>", "<|/box|>", "```", "1000",
         "-3", "512.0", "1e999", "nan", " ", "\n", "'", "no", "none",
+        "<loc0512>", "<loc1023>", "<loc_512>", "<|det|>", "<|/det|>", "<|begin_of_box|>",
+        "<|end_of_box|>", "</think>", "<object>", "</object>", "<patch_index_0044>",
+        "<patch_index_9999>", "</delimiter_of_multi_objects/>", ";", "0.52",
     ]
 )  # fmt: skip
 
@@ -279,8 +367,8 @@ def test_parse_bad_image_size_is_parse_error(name: str) -> None:
 
 def test_registry_lists_every_codec() -> None:
     assert ALL == sorted(
-        ["chexagent", "internvl", "json", "lofi", "maira2", "medgemma", "qwen25vl", "qwen2vl",
-         "qwen3vl"]
+        ["chexagent", "florence2", "internvl", "json", "lofi", "maira2", "medgemma",
+         "paligemma", "qwen25vl", "qwen2vl", "qwen3vl"]
     )  # fmt: skip
     for name in ALL:
         codec = get_codec(name)

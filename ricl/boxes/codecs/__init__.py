@@ -32,6 +32,8 @@ CODECS = Registry(
         "chexagent": "ricl.boxes.codecs.chexagent:CheXagentCodec",
         "lofi": "ricl.boxes.codecs.lofi:LofiCodec",
         "json": "ricl.boxes.codecs.jsonlist:JsonCodec",
+        "paligemma": "ricl.boxes.codecs.paligemma:PaliGemmaCodec",
+        "florence2": "ricl.boxes.codecs.florence2:Florence2Codec",
     },
 )
 
