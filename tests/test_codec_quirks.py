@@ -22,6 +22,8 @@ J = '{"bbox_2d": [100, 200, 500, 600], "label": "a"}'  # one qwen3vl object
 J_BRACKETS = '{"bbox_2d": [100, 200, 500, 600], "label": "opacity [RUL] (2 cm)"}'
 PG = "<loc0205><loc0102><loc0614><loc0512>"  # paligemma, y first: B within a bin (1/1023)
 FL = "<loc_100><loc_200><loc_500><loc_600>"  # florence2: B, read as bin centres (+0.0005)
+DS = "<|ref|>effusion<|/ref|><|det|>"
+GB, GE = "<|begin_of_box|>", "<|end_of_box|>"
 
 CASES = [
     # name, raw, status, expected boxes or count, n_repaired, n_dropped
@@ -106,6 +108,39 @@ CASES = [
     ("florence2", "<loc_100><loc_200><loc_1200><loc_600>", "ok", [[0.1005, 0.2005, 1.0, 0.6005]], 1, 0),
     ("florence2", "effusion", "parse_error", 0, 0, 0),  # <loc_> special tokens skipped: lost
     ("florence2", "No effusion is seen.", "empty", 0, 0, 0),
+    # deepseekvl2: <|ref|>..<|/ref|><|det|>[[..]]<|/det|>, 0..999
+    ("deepseekvl2", f"{DS}[[100, 200, 500, 600]]<|/det|><｜end▁of▁sentence｜>", "ok", [B], 0, 0),
+    ("deepseekvl2", f"{DS}[[100, 200, 500, 600], [600, 200, 900, 600]]<|/det|>", "ok", 2, 0, 0),
+    ("deepseekvl2", f"{DS}[[100, 200, 500, 600]]<|/det|>{DS}[[600, 200, 900, 600]]<|/det|>", "ok", 2, 0, 0),
+    ("deepseekvl2", "effusion[[100, 200, 500, 600]]", "ok", [B], 0, 0),  # special tokens skipped
+    ("deepseekvl2", f"{DS}[[100, 200, 500, 600], [600, 2", "ok", [B], 0, 0),  # truncated
+    ("deepseekvl2", f"{DS}[[100, 2", "parse_error", 0, 0, 0),
+    ("deepseekvl2", f"{DS}[[500, 600, 100, 200]]<|/det|>", "ok", [B], 1, 0),  # swapped
+    ("deepseekvl2", f"{DS}[[100, 200, 1200, 600]]<|/det|>", "ok", [[0.1, 0.2, 1.0, 0.6]], 1, 0),
+    ("deepseekvl2", f"{DS}[]<|/det|>", "empty", 0, 0, 0),
+    ("deepseekvl2", "There is no pleural effusion.", "empty", 0, 0, 0),
+    # glm45v: <|begin_of_box|>[..]<|end_of_box|>, 0..1000, after the thinking
+    ("glm45v", f"<think>The left base is dense [not a box].</think><answer>It is at {GB}[100, 200, 500, 600]{GE}.</answer>", "ok", [B], 0, 0),
+    ("glm45v", f"{GB}[[100, 200, 500, 600], [600, 200, 900, 600]]{GE}", "ok", 2, 0, 0),
+    ("glm45v", f"{GB}(100, 200, 500, 600){GE}", "ok", [B], 0, 0),  # bracket style may vary
+    ("glm45v", f"{GB}<100,200,500,600>{GE}", "ok", [B], 0, 0),
+    ("glm45v", "The effusion is at [100, 200, 500, 600].", "ok", [B], 0, 0),  # tokens skipped
+    ("glm45v", f"{GB}[[100, 200, 500, 600], [60", "ok", [B], 0, 0),  # truncated
+    ("glm45v", f"{GB}[100, 20", "parse_error", 0, 0, 0),
+    ("glm45v", f"{GB}[500, 600, 100, 200]{GE}", "ok", [B], 1, 0),  # swapped
+    ("glm45v", f"{GB}[100, 200, 1005, 600]{GE}", "ok", [[0.1, 0.2, 1.0, 0.6]], 1, 0),
+    ("glm45v", f"{GB}[]{GE}", "empty", 0, 0, 0),
+    ("glm45v", "<think>Looking at both lungs.</think>No pneumothorax is visible.", "empty", 0, 0, 0),
+    # minicpmv: <ref>..</ref><box>x1 y1 x2 y2</box>, 0..1000
+    ("minicpmv", "The finding is <ref>effusion</ref><box>100 200 500 600</box> at the left base.", "ok", [B], 0, 0),
+    ("minicpmv", "<ref>a</ref><box>100 200 500 600</box><box>600 200 900 600</box>", "ok", 2, 0, 0),
+    ("minicpmv", "<ref>a</ref><box>100 200 500 600</box><box>700 1", "ok", [B], 0, 0),  # truncated
+    ("minicpmv", "<ref>a</ref><box>100 200 5", "parse_error", 0, 0, 0),
+    ("minicpmv", "<box>500 600 100 200</box>", "ok", [B], 1, 0),  # swapped
+    ("minicpmv", "<box>100 200 1003 600</box>", "ok", [[0.1, 0.2, 1.0, 0.6]], 1, 0),
+    ("minicpmv", "<box>100 200 500</box>", "parse_error", 0, 0, 1),  # wrong arity
+    ("minicpmv", "effusion100 200 500 600", "ok", [B], 0, 0),  # tags skipped, if special
+    ("minicpmv", "No consolidation is identified.", "empty", 0, 0, 0),
 ]  # fmt: skip
 
 

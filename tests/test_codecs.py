@@ -32,6 +32,7 @@ _UNIT = {
     "json": 1e-4,
     "paligemma": 1 / 1023,  # big_vision: round(v * 1023), read back as / 1023
     "florence2": 1e-3,  # 1000 bins read back as their centres
+    "deepseekvl2": 1 / 999,
 }
 
 
@@ -132,6 +133,8 @@ SIZE_1000x1000 = (1000, 1000)
         ("medgemma", '[{"box_2d": [350, 100, 550, 500], "label": "effusion"}]'),
         # letterbox -> 384: content 384x192, 96 px padding on top: same 0.35 / 0.55
         ("lofi", "```\n[[100,350,500,550]]\n```"),
+        ("glm45v", "<|begin_of_box|>[100, 200, 500, 600]<|end_of_box|>"),
+        ("minicpmv", "<ref>effusion</ref><box>100 200 500 600</box>"),
     ],
 )
 def test_exact_format(name: str, expected: str) -> None:
@@ -157,6 +160,12 @@ def test_exact_format(name: str, expected: str) -> None:
             "florence2",
             "effusion<loc_100><loc_200><loc_500><loc_600>",
             [0.1005, 0.2005, 0.5005, 0.6005],
+        ),
+        # round(v * 999): 99.9 -> 100, 199.8 -> 200, 499.5 -> 500 (half to even), 599.4 -> 599
+        (
+            "deepseekvl2",
+            "<|ref|>effusion<|/ref|><|det|>[[100, 200, 500, 599]]<|/det|>",
+            [100 / 999, 200 / 999, 500 / 999, 599 / 999],
         ),
     ],
 )
@@ -190,6 +199,9 @@ def test_florence2_is_transformers_post_processor() -> None:
     [
         ("paligemma", "<loc0205><loc0102><loc06"),
         ("florence2", "effusion<loc_100><loc_200><loc_5"),
+        ("deepseekvl2", "<|ref|>effusion<|/ref|><|det|>[[100, 200, 5"),
+        ("glm45v", "<|begin_of_box|>[100, 20"),
+        ("minicpmv", "<ref>effusion</ref><box>100 200 5"),
     ],
 )
 def test_truncated_answer_says_so(name: str, cut: str) -> None:
@@ -288,6 +300,13 @@ def test_several_boxes_are_sorted_and_grouped() -> None:
             "<loc0512><loc0051><loc0921><loc0205> a ; <loc0205><loc0102><loc0614><loc0512> a",
         ),
         ("florence2", "a<loc_50><loc_500><loc_200><loc_900><loc_100><loc_200><loc_500><loc_600>"),
+        # b2: 49.95 -> 50, 499.5 -> 500, 199.8 -> 200, 899.1 -> 899
+        (
+            "deepseekvl2",
+            "<|ref|>a<|/ref|><|det|>[[50, 500, 200, 899], [100, 200, 500, 599]]<|/det|>",
+        ),
+        ("glm45v", "<|begin_of_box|>[[50, 500, 200, 900], [100, 200, 500, 600]]<|end_of_box|>"),
+        ("minicpmv", "<ref>a</ref><box>50 500 200 900</box><box>100 200 500 600</box>"),
     ],
 )
 def test_several_boxes_new_families(name: str, expected: str) -> None:
@@ -367,8 +386,8 @@ def test_parse_bad_image_size_is_parse_error(name: str) -> None:
 
 def test_registry_lists_every_codec() -> None:
     assert ALL == sorted(
-        ["chexagent", "florence2", "internvl", "json", "lofi", "maira2", "medgemma",
-         "paligemma", "qwen25vl", "qwen2vl", "qwen3vl"]
+        ["chexagent", "deepseekvl2", "florence2", "glm45v", "internvl", "json", "lofi",
+         "maira2", "medgemma", "minicpmv", "paligemma", "qwen25vl", "qwen2vl", "qwen3vl"]
     )  # fmt: skip
     for name in ALL:
         codec = get_codec(name)

@@ -34,6 +34,9 @@ CODECS = Registry(
         "json": "ricl.boxes.codecs.jsonlist:JsonCodec",
         "paligemma": "ricl.boxes.codecs.paligemma:PaliGemmaCodec",
         "florence2": "ricl.boxes.codecs.florence2:Florence2Codec",
+        "deepseekvl2": "ricl.boxes.codecs.deepseekvl2:DeepSeekVL2Codec",
+        "glm45v": "ricl.boxes.codecs.glm45v:GLM45VCodec",
+        "minicpmv": "ricl.boxes.codecs.minicpmv:MiniCPMVCodec",
     },
 )
 
