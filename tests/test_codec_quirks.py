@@ -24,6 +24,15 @@ PG = "<loc0205><loc0102><loc0614><loc0512>"  # paligemma, y first: B within a bi
 FL = "<loc_100><loc_200><loc_500><loc_600>"  # florence2: B, read as bin centres (+0.0005)
 DS = "<|ref|>effusion<|/ref|><|det|>"
 GB, GE = "<|begin_of_box|>", "<|end_of_box|>"
+KO = "<patch_index_0195><patch_index_0623>"  # kosmos2: cols 3..15, rows 6..19 of 32
+K = [3.5 / 32, 6.5 / 32, 15.5 / 32, 19.5 / 32]  # ... read back as patch centres
+KD = "</delimiter_of_multi_objects/>"
+SNOWMAN = (  # transformers' Kosmos-2 docs example, boxes as the docs give them
+    "<grounding> An image of<phrase> a snowman</phrase><object><patch_index_0044>"
+    "<patch_index_0863></object> warming himself by<phrase> a fire</phrase><object>"
+    "<patch_index_0005><patch_index_0911></object>."
+)
+SNOWMAN_BOXES = [[0.390625, 0.046875, 0.984375, 0.828125], [0.171875, 0.015625, 0.484375, 0.890625]]
 
 CASES = [
     # name, raw, status, expected boxes or count, n_repaired, n_dropped
@@ -141,6 +150,17 @@ CASES = [
     ("minicpmv", "<box>100 200 500</box>", "parse_error", 0, 0, 1),  # wrong arity
     ("minicpmv", "effusion100 200 500 600", "ok", [B], 0, 0),  # tags skipped, if special
     ("minicpmv", "No consolidation is identified.", "empty", 0, 0, 0),
+    # kosmos2: <phrase>..</phrase><object><patch_index_..><patch_index_..></object>, 32 x 32
+    ("kosmos2", SNOWMAN, "ok", SNOWMAN_BOXES, 0, 0),
+    ("kosmos2", f"<phrase>effusion</phrase><object>{KO}</object>", "ok", [K], 0, 0),
+    ("kosmos2", f"<object>{KO}{KD}<patch_index_0005><patch_index_0911></object>", "ok", 2, 0, 0),
+    ("kosmos2", f"<object>{KO}{KD}<patch_index_0005>", "ok", [K], 0, 0),  # truncated 2nd box
+    ("kosmos2", "<phrase>a</phrase><object><patch_index_0195><patch_ind", "parse_error", 0, 0, 0),
+    ("kosmos2", "<object><patch_index_0623><patch_index_0195></object>", "ok", [K], 1, 0),  # swapped
+    ("kosmos2", "<object><patch_index_0195><patch_index_1100></object>", "ok", [[3.5 / 32, 6.5 / 32, 12.5 / 32, 1.0]], 1, 0),
+    ("kosmos2", "<object><patch_index_0195></object>", "parse_error", 0, 0, 1),  # one index
+    ("kosmos2", f"effusion {KO}", "ok", [K], 0, 0),  # no <object> tag
+    ("kosmos2", "<grounding> An image of a chest with no effusion.", "empty", 0, 0, 0),
 ]  # fmt: skip
 
 

@@ -33,6 +33,7 @@ _UNIT = {
     "paligemma": 1 / 1023,  # big_vision: round(v * 1023), read back as / 1023
     "florence2": 1e-3,  # 1000 bins read back as their centres
     "deepseekvl2": 1 / 999,
+    "kosmos2": 1 / 32,  # one patch of the 32 x 32 grid
 }
 
 
@@ -167,6 +168,14 @@ def test_exact_format(name: str, expected: str) -> None:
             "<|ref|>effusion<|/ref|><|det|>[[100, 200, 500, 599]]<|/det|>",
             [100 / 999, 200 / 999, 500 / 999, 599 / 999],
         ),
+        # 32 x 32 grid: top-left col floor(3.2) = 3, row floor(6.4) = 6 -> 6 * 32 + 3 = 195;
+        # bottom-right col ceil(16 - 1) = 15, row ceil(19.2 - 1) = 19 -> 19 * 32 + 15 = 623;
+        # different rows and columns: read back as patch centres (i + 0.5) / 32
+        (
+            "kosmos2",
+            "<phrase>effusion</phrase><object><patch_index_0195><patch_index_0623></object>",
+            [3.5 / 32, 6.5 / 32, 15.5 / 32, 19.5 / 32],
+        ),
     ],
 )
 def test_exact_format_binned(name: str, expected: str, back: list[float]) -> None:
@@ -175,6 +184,41 @@ def test_exact_format_binned(name: str, expected: str, back: list[float]) -> Non
     res = codec.parse(expected, image_size=SIZE_1000x500)
     assert (res.status, res.n_repaired) == ("ok", 0)
     assert res.boxes[0].to_list() == pytest.approx(back, abs=1e-12)
+
+
+def test_kosmos2_matches_transformers_example() -> None:
+    # transformers' Kosmos-2 docs: "<patch_index_0044><patch_index_0863>" is the snowman at
+    # (0.390625, 0.046875, 0.984375, 0.828125): patch 44 = row 1, col 12 -> centre (12.5/32,
+    # 1.5/32); patch 863 = row 26, col 31 -> centre (31.5/32, 26.5/32)
+    codec = get_codec("kosmos2")
+    snowman = Box(0.390625, 0.046875, 0.984375, 0.828125)
+    text = "<phrase> a snowman</phrase><object><patch_index_0044><patch_index_0863></object>"
+    assert codec.format([snowman], image_size=(640, 480), phrase=" a snowman") == text
+    assert codec.parse(text, image_size=(640, 480)).boxes == (snowman,)
+    # a box within one row reads as patch edges: row 1, cols 3..9 -> x 3/32..10/32, y 1/32..2/32
+    text = "<object><patch_index_0035><patch_index_0041></object>"
+    res = codec.parse(text, image_size=SIZE_1000x1000)
+    assert res.boxes[0].to_list() == [3 / 32, 1 / 32, 10 / 32, 2 / 32]
+
+
+def test_kosmos2_is_transformers_arithmetic() -> None:
+    from transformers.models.kosmos2.processing_kosmos2 import (
+        coordinate_to_patch_index,
+        patch_index_to_coordinate,
+    )
+
+    codec = get_codec("kosmos2")
+    corners = itertools.product([0.0, 0.03, 0.5], [0.0, 0.4], [0.51, 0.77, 1.0], [0.45, 1.0])
+    for x0, y0, x1, y1 in corners:
+        ul, lr = coordinate_to_patch_index((x0, y0, x1, y1), 32)
+        text = codec.format([Box(x0, y0, x1, y1)], image_size=SIZE_1000x1000)
+        assert text == f"<object><patch_index_{ul:04d}><patch_index_{lr:04d}></object>"
+        got = codec.parse(text, image_size=SIZE_1000x1000).boxes[0].to_list()
+        assert got == pytest.approx(list(patch_index_to_coordinate(ul, lr, 32)), abs=1e-12)
+    for ul, lr in [(0, 0), (35, 41), (35, 995), (44, 863)]:  # same patch, row, column; none
+        text = f"<object><patch_index_{ul:04d}><patch_index_{lr:04d}></object>"
+        got = codec.parse(text, image_size=SIZE_1000x1000)
+        assert got.boxes[0].to_list() == pytest.approx(list(patch_index_to_coordinate(ul, lr, 32)))
 
 
 def test_florence2_is_transformers_post_processor() -> None:
@@ -202,6 +246,7 @@ def test_florence2_is_transformers_post_processor() -> None:
         ("deepseekvl2", "<|ref|>effusion<|/ref|><|det|>[[100, 200, 5"),
         ("glm45v", "<|begin_of_box|>[100, 20"),
         ("minicpmv", "<ref>effusion</ref><box>100 200 5"),
+        ("kosmos2", "<phrase>effusion</phrase><object><patch_index_0195><patch_ind"),
     ],
 )
 def test_truncated_answer_says_so(name: str, cut: str) -> None:
@@ -307,6 +352,14 @@ def test_several_boxes_are_sorted_and_grouped() -> None:
         ),
         ("glm45v", "<|begin_of_box|>[[50, 500, 200, 900], [100, 200, 500, 600]]<|end_of_box|>"),
         ("minicpmv", "<ref>a</ref><box>50 500 200 900</box><box>100 200 500 600</box>"),
+        # b2: cols floor(1.6) = 1 .. ceil(6.4 - 1) = 6, rows 16 .. ceil(28.8 - 1) = 28
+        (
+            "kosmos2",
+            (
+                "<phrase>a</phrase><object><patch_index_0513><patch_index_0902>"
+                "</delimiter_of_multi_objects/><patch_index_0195><patch_index_0623></object>"
+            ),
+        ),
     ],
 )
 def test_several_boxes_new_families(name: str, expected: str) -> None:
@@ -386,8 +439,9 @@ def test_parse_bad_image_size_is_parse_error(name: str) -> None:
 
 def test_registry_lists_every_codec() -> None:
     assert ALL == sorted(
-        ["chexagent", "deepseekvl2", "florence2", "glm45v", "internvl", "json", "lofi",
-         "maira2", "medgemma", "minicpmv", "paligemma", "qwen25vl", "qwen2vl", "qwen3vl"]
+        ["chexagent", "deepseekvl2", "florence2", "glm45v", "internvl", "json", "kosmos2",
+         "lofi", "maira2", "medgemma", "minicpmv", "paligemma", "qwen25vl", "qwen2vl",
+         "qwen3vl"]
     )  # fmt: skip
     for name in ALL:
         codec = get_codec(name)

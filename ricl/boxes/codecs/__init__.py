@@ -37,6 +37,7 @@ CODECS = Registry(
         "deepseekvl2": "ricl.boxes.codecs.deepseekvl2:DeepSeekVL2Codec",
         "glm45v": "ricl.boxes.codecs.glm45v:GLM45VCodec",
         "minicpmv": "ricl.boxes.codecs.minicpmv:MiniCPMVCodec",
+        "kosmos2": "ricl.boxes.codecs.kosmos2:Kosmos2Codec",
     },
 )
 
