@@ -161,6 +161,20 @@ CASES = [
     ("kosmos2", "<object><patch_index_0195></object>", "parse_error", 0, 0, 1),  # one index
     ("kosmos2", f"effusion {KO}", "ok", [K], 0, 0),  # no <object> tag
     ("kosmos2", "<grounding> An image of a chest with no effusion.", "empty", 0, 0, 0),
+    # cure: phrase: [cx,cy,w,h] [cx,cy,w,h], two decimals
+    ("cure", "effusion: [0.30,0.40,0.40,0.40]", "ok", [B], 0, 0),
+    ("cure", "effusion: [0.30,0.40,0.40,0.40] [0.75,0.40,0.30,0.40]", "ok", [B, [0.6, 0.2, 0.9, 0.6]], 0, 0),
+    ("cure", "effusion: [[0.30, 0.40, 0.40, 0.40], [0.75, 0.40, 0.30, 0.40]]", "ok", 2, 0, 0),
+    ("cure", "Mild left basilar atelectasis [0.30,0.40,0.40,0.40]. No pleural effusion.", "ok", [B], 0, 0),
+    ("cure", "Location of left lung: [0.30, 0.40, 0.40, 0.40].", "ok", [B], 0, 0),
+    ("cure", "effusion: [0.30,0.40,0.40,0.40] [0.6,0.5", "ok", [B], 0, 0),  # truncated
+    ("cure", "effusion: [0.30,0.4", "parse_error", 0, 0, 0),
+    ("cure", "effusion: [0.30,0.40,-0.40,0.40]", "ok", [B], 1, 0),  # negative width: swapped
+    ("cure", "effusion: [0.95,0.40,0.20,0.40]", "ok", [[0.85, 0.2, 1.0, 0.6]], 1, 0),
+    ("cure", "effusion: [0.30,0.40,0.40]", "parse_error", 0, 0, 0),  # a lone 3-list: no box
+    ("cure", "effusion: [[0.30,0.40,0.40]]", "parse_error", 0, 0, 1),  # in a list: a bad box
+    ("cure", "No pleural effusion.", "empty", 0, 0, 0),
+    ("cure", "", "parse_error", 0, 0, 0),
 ]  # fmt: skip
 
 

@@ -34,7 +34,11 @@ _UNIT = {
     "florence2": 1e-3,  # 1000 bins read back as their centres
     "deepseekvl2": 1 / 999,
     "kosmos2": 1 / 32,  # one patch of the 32 x 32 grid
+    "cure": 1e-2,  # two decimals of centre and size
 }
+# how far a round trip may move a coordinate, in units: half a unit (rounding), except CURE,
+# whose corners are centre -/+ size/2 (both rounded) kept on the image: up to one unit
+_ERROR_IN_UNITS = {"cure": 1.0}
 
 
 def _units(codec: BoxCodec, size: tuple[int, int]) -> tuple[float, float]:
@@ -92,7 +96,8 @@ def test_round_trip(name: str, data: st.DataObject, size: tuple[int, int]) -> No
     want = [_framed(codec, b, size) for b in drawn]
     got = [_framed(codec, b, size) for b in res.boxes]
     assert all(g is not None for g in got)
-    tol = (ux * 0.5 + 1e-9, uy * 0.5 + 1e-9)
+    k = _ERROR_IN_UNITS.get(name, 0.5)
+    tol = (ux * k + 1e-9, uy * k + 1e-9)
     assert _same_multiset(got, want, tol), (text, drawn, res.boxes)  # type: ignore[arg-type]
     # formatting is canonical: the parsed boxes format to the same text
     assert codec.format(res.boxes, image_size=size, phrase="left (basal) [effusion]") == text
@@ -136,6 +141,8 @@ SIZE_1000x1000 = (1000, 1000)
         ("lofi", "```\n[[100,350,500,550]]\n```"),
         ("glm45v", "<|begin_of_box|>[100, 200, 500, 600]<|end_of_box|>"),
         ("minicpmv", "<ref>effusion</ref><box>100 200 500 600</box>"),
+        # centre (0.3, 0.4), size (0.4, 0.4)
+        ("cure", "effusion: [0.30,0.40,0.40,0.40]"),
     ],
 )
 def test_exact_format(name: str, expected: str) -> None:
@@ -247,11 +254,23 @@ def test_florence2_is_transformers_post_processor() -> None:
         ("glm45v", "<|begin_of_box|>[100, 20"),
         ("minicpmv", "<ref>effusion</ref><box>100 200 5"),
         ("kosmos2", "<phrase>effusion</phrase><object><patch_index_0195><patch_ind"),
+        ("cure", "effusion: [0.30,0.4"),
     ],
 )
 def test_truncated_answer_says_so(name: str, cut: str) -> None:
     res = get_codec(name).parse(cut, image_size=SIZE_1000x1000)
     assert (res.status, res.error, res.boxes) == ("parse_error", "truncated box", ())
+
+
+def test_cure_keeps_corners_on_the_image() -> None:
+    codec = get_codec("cure")
+    # x 0..0.33: the centre 0.165 rounded half to even (0.16) with the width 0.33 would put
+    # x0 at -0.005 (a clip, counted as a repair); 0.17 keeps it at +0.005, half a unit off
+    text = codec.format([Box(0.0, 0.2, 0.33, 0.6)], image_size=SIZE_1000x1000)
+    assert text == "[0.17,0.40,0.33,0.40]"
+    res = codec.parse(text, image_size=SIZE_1000x1000)
+    assert res.n_repaired == 0
+    assert res.boxes[0].to_list() == pytest.approx([0.005, 0.2, 0.335, 0.6])
 
 
 def test_qwen25vl_exact_format_in_resized_frame() -> None:
@@ -360,6 +379,8 @@ def test_several_boxes_are_sorted_and_grouped() -> None:
                 "</delimiter_of_multi_objects/><patch_index_0195><patch_index_0623></object>"
             ),
         ),
+        # b2: centre x 0.125 (0.12 and 0.13 equally close: the smaller one), width 0.15
+        ("cure", "a: [0.12,0.70,0.15,0.40] [0.30,0.40,0.40,0.40]"),
     ],
 )
 def test_several_boxes_new_families(name: str, expected: str) -> None:
@@ -439,9 +460,9 @@ def test_parse_bad_image_size_is_parse_error(name: str) -> None:
 
 def test_registry_lists_every_codec() -> None:
     assert ALL == sorted(
-        ["chexagent", "deepseekvl2", "florence2", "glm45v", "internvl", "json", "kosmos2",
-         "lofi", "maira2", "medgemma", "minicpmv", "paligemma", "qwen25vl", "qwen2vl",
-         "qwen3vl"]
+        ["chexagent", "cure", "deepseekvl2", "florence2", "glm45v", "internvl", "json",
+         "kosmos2", "lofi", "maira2", "medgemma", "minicpmv", "paligemma", "qwen25vl",
+         "qwen2vl", "qwen3vl"]
     )  # fmt: skip
     for name in ALL:
         codec = get_codec(name)

@@ -38,6 +38,7 @@ CODECS = Registry(
         "glm45v": "ricl.boxes.codecs.glm45v:GLM45VCodec",
         "minicpmv": "ricl.boxes.codecs.minicpmv:MiniCPMVCodec",
         "kosmos2": "ricl.boxes.codecs.kosmos2:Kosmos2Codec",
+        "cure": "ricl.boxes.codecs.cure:CureCodec",
     },
 )
 
