@@ -32,6 +32,13 @@ CODECS = Registry(
         "chexagent": "ricl.boxes.codecs.chexagent:CheXagentCodec",
         "lofi": "ricl.boxes.codecs.lofi:LofiCodec",
         "json": "ricl.boxes.codecs.jsonlist:JsonCodec",
+        "paligemma": "ricl.boxes.codecs.paligemma:PaliGemmaCodec",
+        "florence2": "ricl.boxes.codecs.florence2:Florence2Codec",
+        "deepseekvl2": "ricl.boxes.codecs.deepseekvl2:DeepSeekVL2Codec",
+        "glm45v": "ricl.boxes.codecs.glm45v:GLM45VCodec",
+        "minicpmv": "ricl.boxes.codecs.minicpmv:MiniCPMVCodec",
+        "kosmos2": "ricl.boxes.codecs.kosmos2:Kosmos2Codec",
+        "cure": "ricl.boxes.codecs.cure:CureCodec",
     },
 )
 

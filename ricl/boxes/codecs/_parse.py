@@ -18,6 +18,8 @@ __all__ = [
     "numbers",
     "says_no_box",
     "tag_contents",
+    "tagged_lists",
+    "token_runs",
 ]
 
 #: a decimal number as models write it: ``512``, ``512.0``, ``.5``, ``-3``, ``1e3``
@@ -38,6 +40,10 @@ _FENCE_RE = re.compile(r"```[A-Za-z0-9_+-]*")
 _TRAILING_COMMA_RE = re.compile(r",\s*(?=[\]}])")
 _JSON_START_RE = re.compile(r"[\[{]")
 _NUMERIC_LIST_RE = re.compile(rf"\[\s*({NUMBER}(?:\s*,\s*{NUMBER})*)\s*,?\s*\]")
+_INNER_LIST_RE = re.compile(r"\[([^\[\]]*)\]")
+_LIST_PREFIX_RE = re.compile(rf"(?:\s|[\[\],]|{NUMBER})*")
+_EMPTY_LIST_RE = re.compile(r"^\s*\[\s*\]\s*$")
+_CUT_TAG_RE = re.compile(r"\s*(?:<[^<>]*)?")  # what may follow a token run cut by max_tokens
 
 
 @dataclass
@@ -82,6 +88,57 @@ def tag_contents(
         close = close_re.search(segment)
         out.append((segment[: close.start()], True) if close else (segment, False))
     return out
+
+
+def tagged_lists(text: str, open_re: re.Pattern[str], close_re: re.Pattern[str]) -> Extracted:
+    """Boxes written as bracketed lists between tags: ``<box>[[x1, y1, x2, y2], ...]</box>``.
+
+    A closed tag gives every innermost ``[...]`` list in it (one box each), or, without any,
+    all its numbers as one box (``<box>x1 y1 x2 y2</box>``); ``[]`` alone means "no box".
+    An unclosed tag (truncated) gives only the complete lists at its start.
+    """
+    found = Extracted()
+    for content, closed in tag_contents(text, open_re, close_re):
+        if closed and _EMPTY_LIST_RE.match(content):
+            found.said_empty = True
+            continue
+        prefix = _LIST_PREFIX_RE.match(content)
+        body = content if closed or prefix is None else prefix.group(0)
+        inner = [numbers(m.group(1)) for m in _INNER_LIST_RE.finditer(body)]
+        if inner:
+            found.groups.extend(inner)
+        elif closed:
+            found.groups.append(numbers(content))
+        else:
+            found.truncated = True
+    return found
+
+
+def token_runs(text: str, token_re: re.Pattern[str], n: int = 4) -> Extracted:
+    """Boxes written as runs of one-number tokens: ``<loc0205><loc0102><loc0614><loc0512>``.
+
+    ``token_re`` matches one token, its number in group 1; tokens separated by nothing but
+    whitespace form a run, cut into boxes of ``n`` numbers in written order. An incomplete
+    rest that ends the text (at most a cut-off tag after it) is a truncated box; one
+    anywhere else is an unusable box.
+    """
+    found = Extracted()
+    runs: list[tuple[list[float], int]] = []  # (numbers, end of the run's last token)
+    for m in token_re.finditer(text):
+        if runs and not text[runs[-1][1] : m.start()].strip():
+            runs[-1][0].append(float(m.group(1)))
+            runs[-1] = (runs[-1][0], m.end())
+        else:
+            runs.append(([float(m.group(1))], m.end()))
+    for nums, end in runs:
+        whole = len(nums) - len(nums) % n
+        found.groups.extend(tuple(nums[i : i + n]) for i in range(0, whole, n))
+        if whole < len(nums):
+            if _CUT_TAG_RE.fullmatch(text, end):
+                found.truncated = True
+            else:
+                found.groups.append(tuple(nums[whole:]))
+    return found
 
 
 # ---------------------------------------------------------------------------- JSON
@@ -159,10 +216,11 @@ def extract_json(text: str, keys: frozenset[str] = frozenset()) -> Extracted:
     are tolerated: the complete objects before the cut still decode). Without result, the
     text is retried with single quotes turned into double quotes (Python-style dicts), then
     a regex takes bracketed lists of numbers that JSON rejects (``[.5, 1., 3, 4]``).
-    ``keys`` (lower case) name the box fields of dicts, e.g. ``{"bbox_2d"}``.
+    ``keys`` (lower case) name the box fields of dicts, e.g. ``{"bbox_2d"}``. More ``[``
+    than ``]`` marks the answer as truncated (only used to word the parse_error).
     """
     cleaned = _TRAILING_COMMA_RE.sub("", _FENCE_RE.sub("\n", text))
-    found = Extracted()
+    found = Extracted(truncated=cleaned.count("[") > cleaned.count("]"))
     for value in _scan_json(cleaned):
         _walk(value, keys, False, found)
     if not found.groups and not found.said_empty and "'" in cleaned:

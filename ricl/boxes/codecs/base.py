@@ -23,7 +23,15 @@ from ricl.boxes.transforms import SquareTransform
 from ricl.errors import InvalidBoxError
 from ricl.types import Box
 
-__all__ = ["BoxCodec", "Extracted", "ParseResult", "ParseStatus", "check_size", "quantize"]
+__all__ = [
+    "BoxCodec",
+    "Extracted",
+    "ParseResult",
+    "ParseStatus",
+    "bin_box",
+    "check_size",
+    "quantize",
+]
 
 ParseStatus = Literal["ok", "empty", "parse_error"]
 
@@ -90,6 +98,24 @@ def quantize(values: Sequence[float], scale_x: int, scale_y: int) -> tuple[int, 
         x0, x1 = (x0, x1 + 1) if x1 < scale_x else (x0 - 1, x1)
     if y0 == y1:
         y0, y1 = (y0, y1 + 1) if y1 < scale_y else (y0 - 1, y1)
+    return x0, y0, x1, y1
+
+
+_BIN_EPS = 1e-9  # float noise must not push an exact bin edge (0.12 * 100 = 11.99...) down
+
+
+def bin_box(values: Sequence[float], bins: int) -> tuple[int, int, int, int]:
+    """``(x0, y0, x1, y1)`` in [0, 1] (ordered) -> bin indices ``0..bins - 1`` per axis.
+
+    Each value goes to the bin it falls in, ``floor(v * bins)`` clamped to ``0..bins - 1``
+    (decoders read a bin back as its centre ``(b + 0.5) / bins``); corners sharing a bin are
+    widened to the next bin (the previous one at the last bin), so no box collapses.
+    """
+    x0, y0, x1, y1 = (max(0, min(math.floor(v * bins + _BIN_EPS), bins - 1)) for v in values)
+    if x0 == x1:
+        x0, x1 = (x0, x1 + 1) if x1 < bins - 1 else (x0 - 1, x1)
+    if y0 == y1:
+        y0, y1 = (y0, y1 + 1) if y1 < bins - 1 else (y0 - 1, y1)
     return x0, y0, x1, y1
 
 

@@ -10,7 +10,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ricl.boxes.codecs._parse import NUMBER, Extracted, numbers, tag_contents
+from ricl.boxes.codecs._parse import Extracted, tagged_lists
 from ricl.boxes.codecs.base import BoxCodec
 from ricl.types import Box
 
@@ -18,9 +18,6 @@ __all__ = ["InternVLCodec"]
 
 _OPEN = re.compile(r"<\s*box\s*>", re.IGNORECASE)
 _CLOSE = re.compile(r"<\s*/\s*box\s*>", re.IGNORECASE)
-_INNER = re.compile(r"\[([^\[\]]*)\]")
-_LIST_PREFIX = re.compile(rf"(?:\s|[\[\],]|{NUMBER})*")
-_EMPTY = re.compile(r"^\s*\[\s*\]\s*$")
 
 
 @dataclass(frozen=True)
@@ -46,19 +43,4 @@ class InternVLCodec(BoxCodec):
         return f"{ref}<box>{[list(b) for b in ints]}</box>"
 
     def _extract(self, text: str) -> Extracted:
-        found = Extracted()
-        for content, closed in tag_contents(text, _OPEN, _CLOSE):
-            if closed and _EMPTY.match(content):
-                found.said_empty = True
-                continue
-            # unclosed (truncated): only the complete [..] lists at the start count
-            prefix = _LIST_PREFIX.match(content)
-            body = content if closed or prefix is None else prefix.group(0)
-            inner = [numbers(m.group(1)) for m in _INNER.finditer(body)]
-            if inner:
-                found.groups.extend(inner)
-            elif closed:
-                found.groups.append(numbers(content))  # <box>x1, y1, x2, y2</box>
-            else:
-                found.truncated = True
-        return found
+        return tagged_lists(text, _OPEN, _CLOSE)

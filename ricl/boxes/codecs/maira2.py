@@ -19,22 +19,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ricl.boxes.codecs._parse import NUMBER, Extracted, tag_contents
-from ricl.boxes.codecs.base import BoxCodec
+from ricl.boxes.codecs.base import BoxCodec, bin_box
 from ricl.boxes.transforms import SquareTransform, center_crop
 from ricl.types import Box
 
 __all__ = ["Maira2Codec"]
 
 BINS = 100
-_EPS = 1e-9  # float noise must not push an exact bin edge (e.g. 0.12 -> 11.999...) down
 _OPEN = re.compile(r"<\s*box\s*>", re.IGNORECASE)
 _CLOSE = re.compile(r"<\s*/\s*box\s*>", re.IGNORECASE)
 _TOKEN = re.compile(rf"<\s*([xy])\s*({NUMBER})\s*>", re.IGNORECASE)
 _TOKENS_PREFIX = re.compile(rf"(?:\s*<\s*[xy]\s*{NUMBER}\s*>)+", re.IGNORECASE)
-
-
-def _bin(v: float) -> int:
-    return max(0, min(int(v * BINS + _EPS), BINS - 1))
 
 
 @dataclass(frozen=True)
@@ -69,12 +64,7 @@ class Maira2Codec(BoxCodec):
         return f"<obj>{phrase}{body}</obj>"
 
     def _encode(self, box: Box, size: tuple[int, int]) -> tuple[int, int, int, int]:
-        x0, y0, x1, y1 = (_bin(v) for v in box.to_list())
-        if x0 == x1:
-            x0, x1 = (x0, x1 + 1) if x1 < BINS - 1 else (x0 - 1, x1)
-        if y0 == y1:
-            y0, y1 = (y0, y1 + 1) if y1 < BINS - 1 else (y0 - 1, y1)
-        return x0, y0, x1, y1
+        return bin_box(box.to_list(), BINS)
 
     def _decode(self, values: tuple[float, ...], size: tuple[int, int]) -> tuple[float, ...]:
         return tuple((b + 0.5) / BINS for b in values)
