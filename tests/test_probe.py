@@ -15,7 +15,7 @@ from typing import ClassVar
 import pytest
 from PIL import Image
 
-from ricl.boxes.codecs import get_codec
+from ricl.boxes.codecs import CODECS, get_codec
 from ricl.boxes.transforms import letterbox
 from ricl.vlm.openai import OpenAIBackend
 from ricl.vlm.probe import FRAMES, frame_boxes, number_quads, probe_cases, probe_server
@@ -76,7 +76,12 @@ def _handler(frame: str, image_limit: int, truncate_after: int | None):
                 return self._reply(str(len(images)), "stop")
             raw = base64.b64decode(images[-1].split(",", 1)[1])
             sent = Image.open(io.BytesIO(raw)).size
-            content = _answer(frame, case.phrase, _gold_on_sent(case, sent), sent)
+            if frame.startswith("codec:"):  # a model fine-tuned on one codec's answers
+                codec = get_codec(frame.split(":", 1)[1])
+                size = case.size if codec.image_transform(case.size) else sent
+                content = codec.format(case.boxes, image_size=size, phrase=case.phrase)
+            else:
+                content = _answer(frame, case.phrase, _gold_on_sent(case, sent), sent)
             if truncate_after is not None and len(content) > truncate_after:
                 return self._reply(content[:truncate_after], "length")
             return self._reply(content, "stop")
@@ -138,6 +143,17 @@ def test_the_probe_names_the_codec_and_frame_the_server_speaks(serve, frame, cod
     assert report.n_truncated == 0
     assert report.images_per_prompt == {"max_accepted": 8, "refused_at": None,
                                         "tried": [1, 2, 4, 8], "refusal": None}  # fmt: skip
+
+
+@pytest.mark.parametrize("codec", CODECS.names())
+def test_a_server_speaking_a_codec_is_told_that_codec(serve, codec):
+    """Every registered codec, spoken exactly: the probe names it (ties between codecs
+    reading the same numbers are broken by how the answers are written)."""
+    url, _ = serve(f"codec:{codec}")
+    report = _probe(url, max_images=1)
+    assert report.recommended_codec == codec, {c: (v["mean_iou"], v["syntax_similarity"])
+                                               for c, v in report.codecs.items()}  # fmt: skip
+    assert report.codecs[codec]["n_ok"] == len(CASES)
 
 
 def test_pixels_of_the_sent_image_are_told_apart_from_the_resized_input(serve):

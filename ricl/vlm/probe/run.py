@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from difflib import SequenceMatcher
 from typing import TYPE_CHECKING, Any
 
 from ricl.vlm.errors import VLMServerError
@@ -31,13 +32,16 @@ __all__ = ["ProbeAnswer", "ProbeReport", "probe_server"]
 #: a codec "explains" the answers when its mean IoU on the probe images reaches this
 GOOD_IOU = 0.3
 _IMAGE_COUNTS = (1, 2, 4, 8, 16, 32)
+_TIE = 0.02  # IoU differences below this are rounding of one grid to another
 
 
 @dataclass(frozen=True)
 class ProbeAnswer:
     """One answer: the ``case`` image asked with ``codec``'s zero-shot prompt. ``iou``: union
     IoU of that codec's parse against the gold; ``frame_iou``: the IoU of the answer's
-    numbers read in each frame; ``truncated``: the server stopped at max_tokens."""
+    numbers read in each frame; ``truncated``: the server stopped at max_tokens;
+    ``syntax``: how close the answer's text is to what the codec writes for the gold
+    (difflib ratio, 0-1: breaks ties between codecs that read the same numbers)."""
 
     case: str
     codec: str
@@ -46,6 +50,7 @@ class ProbeAnswer:
     iou: float
     truncated: bool
     frame_iou: dict[str, float]
+    syntax: float = 0.0
     error: str | None = None
 
 
@@ -111,7 +116,9 @@ def _ask(backend: VLMBackend, codec: Any, case: ProbeCase, max_side: int | None,
         gen = backend.generate(VLMRequest(prompt, case.phrase, codec))
     except VLMServerError as exc:  # one refused prompt is a finding, not the end of the probe
         return ProbeAnswer(case.name, codec.name, "", "error", 0.0, False, {}, str(exc))
-    parsed = codec.parse(gen.text, image_size=codec_frame(codec, ref), phrase=case.phrase)
+    frame = codec_frame(codec, ref)
+    parsed = codec.parse(gen.text, image_size=frame, phrase=case.phrase)
+    written = codec.format(case.boxes, image_size=frame, phrase=case.phrase)
     return ProbeAnswer(
         case.name,
         codec.name,
@@ -120,6 +127,7 @@ def _ask(backend: VLMBackend, codec: Any, case: ProbeCase, max_side: int | None,
         round(union_iou(parsed.boxes, case.boxes), 4),
         gen.usage.get("finish_reason") == "length",
         _frame_ious(gen.text, ref, case.boxes, resize),
+        round(SequenceMatcher(None, written, gen.text).ratio(), 4),
     )
 
 
@@ -160,6 +168,16 @@ def _image_limit(backend: VLMBackend, case: ProbeCase, upto: int, max_side: int 
         "tried": sorted(tried),
         "refusal": tried[refused] if refused is not None else None,
     }
+
+
+def _pick(good: dict[str, dict[str, Any]]) -> str | None:
+    """The codec with the best IoU; among those within ``_TIE`` of it, the one whose
+    written answers look most like the model's (codecs reading the same numbers tie)."""
+    if not good:
+        return None
+    best = max(v["mean_iou"] for v in good.values())
+    close = [c for c, v in good.items() if v["mean_iou"] >= best - _TIE]
+    return max(close, key=lambda c: (good[c]["syntax_similarity"], good[c]["mean_iou"]))
 
 
 def _recommend(report: ProbeReport, max_images: int) -> str:
@@ -222,6 +240,7 @@ def probe_server(
     per_codec = {
         c.name: {
             "mean_iou": _mean([a.iou for a in answers if a.codec == c.name]),
+            "syntax_similarity": _mean([a.syntax for a in answers if a.codec == c.name]),
             **{
                 f"n_{s}": sum(a.status == s and a.codec == c.name for a in answers)
                 for s in ("ok", "empty", "parse_error", "error")
@@ -245,7 +264,7 @@ def probe_server(
         codecs=per_codec,
         frames=frames,
         images_per_prompt=_image_limit(backend, cases[0], max_images, max_side),
-        recommended_codec=max(good, key=lambda c: good[c]["mean_iou"]) if good else None,
+        recommended_codec=_pick(good),
         best_frame=max(frames, key=lambda f: frames[f]["mean_iou"])
         if any(v["n"] for v in frames.values())
         else None,
