@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ricl.agent_config import AgentConfig
+from ricl.agent_config import AgentConfig, AgentConfigError
 from ricl.errors import ImageLoadError, RiclError
 from ricl.prompting.messages import Message, codec_frame
 from ricl.retrieval.errors import QueryError
@@ -92,6 +92,7 @@ class GroundingResult:
     error: str | None = None
     query_id: str | None = None
     model: str = ""
+    truncated: bool = False  # the answer stopped at max_tokens (finish_reason "length")
 
     def to_prediction(self, image_id: str) -> Prediction:
         return Prediction(image_id, self.phrase, self.boxes, status=self.status, raw=self.raw)
@@ -113,6 +114,7 @@ class GroundingResult:
             "prompt_hash": self.prompt_hash,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "model": self.model,
+            "truncated": self.truncated,
         }
 
 
@@ -145,6 +147,12 @@ class GroundingAgent:
         self.codec = codec or get_codec(cfg.codec, **cfg.codec_options)
         base = strategy or load_strategy(cfg.strategy)
         self.strategy = base.with_options(cfg.strategy_options)
+        if backend is None and cfg.backend_options.get("max_tokens") == "auto":
+            raise AgentConfigError(
+                "backend_options.max_tokens: 'auto' is resolved by `ricl eval` from the split's "
+                "largest gold box count; here pass a number, e.g. "
+                "ricl.vlm.budget.answer_token_budget(codec, n_boxes)"
+            )
         self.backend = backend or create_backend(cfg.backend, **cfg.backend_options)
         if retriever is None and cfg.index is not None and not self.strategy.zero_shot:
             from ricl.retrieval.retriever import Retriever
@@ -248,6 +256,8 @@ class GroundingAgent:
             error=error,
             query_id=query.query_id,
             model=model,
+            truncated=generation is not None
+            and generation.usage.get("finish_reason") == "length",
         )
 
     # ------------------------------------------------------------------ API

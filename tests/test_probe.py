@@ -3,22 +3,18 @@ enforce an images-per-prompt limit (vLLM's 400 message) or stop at max_tokens.""
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import ClassVar
+from contextlib import ExitStack
 
 import pytest
-from PIL import Image
 
 from ricl.boxes.codecs import CODECS, get_codec
 from ricl.boxes.transforms import letterbox
 from ricl.vlm.openai import OpenAIBackend
 from ricl.vlm.probe import FRAMES, frame_boxes, number_quads, probe_cases, probe_server
+from tests.fake_openai import fake_server, parts
 
 SCALE = 0.5  # 224-px probe images: fast to encode, sides not multiples of 28
 CASES = probe_cases(SCALE)
@@ -56,69 +52,36 @@ def _answer(frame: str, phrase: str, boxes, sent: tuple[int, int]) -> str:
     raise AssertionError(frame)
 
 
-def _handler(frame: str, image_limit: int, truncate_after: int | None):
-    class Handler(BaseHTTPRequestHandler):
-        requests: ClassVar[list[dict]] = []
+def _answerer(frame: str, image_limit: int, truncate_after: int | None):
+    def answer(body):
+        text, sizes = parts(body)
+        if len(sizes) > image_limit:
+            return 400, f"At most {image_limit} image(s) may be provided in one request."
+        case = next((c for c in CASES if c.phrase in text), None)
+        if case is None:
+            return str(len(sizes)), "stop"
+        sent = sizes[-1]
+        if frame.startswith("codec:"):  # a model fine-tuned on one codec's answers
+            codec = get_codec(frame.split(":", 1)[1])
+            size = case.size if codec.image_transform(case.size) else sent
+            content = codec.format(case.boxes, image_size=size, phrase=case.phrase)
+        else:
+            content = _answer(frame, case.phrase, _gold_on_sent(case, sent), sent)
+        if truncate_after is not None and len(content) > truncate_after:
+            return content[:truncate_after], "length"
+        return content, "stop"
 
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            type(self).requests.append(body)
-            parts = [p for m in body["messages"] if isinstance(m["content"], list)
-                     for p in m["content"]]  # fmt: skip
-            images = [p["image_url"]["url"] for p in parts if p["type"] == "image_url"]
-            text = " ".join(p["text"] for p in parts if p["type"] == "text")
-            text += " ".join(m["content"] for m in body["messages"] if isinstance(m["content"], str))
-            if len(images) > image_limit:
-                msg = f"At most {image_limit} image(s) may be provided in one request."
-                return self._send(400, {"object": "error", "message": msg, "code": 400})
-            case = next((c for c in CASES if c.phrase in text), None)
-            if case is None:
-                return self._reply(str(len(images)), "stop")
-            raw = base64.b64decode(images[-1].split(",", 1)[1])
-            sent = Image.open(io.BytesIO(raw)).size
-            if frame.startswith("codec:"):  # a model fine-tuned on one codec's answers
-                codec = get_codec(frame.split(":", 1)[1])
-                size = case.size if codec.image_transform(case.size) else sent
-                content = codec.format(case.boxes, image_size=size, phrase=case.phrase)
-            else:
-                content = _answer(frame, case.phrase, _gold_on_sent(case, sent), sent)
-            if truncate_after is not None and len(content) > truncate_after:
-                return self._reply(content[:truncate_after], "length")
-            return self._reply(content, "stop")
-
-        def _reply(self, content: str, finish: str) -> None:
-            self._send(200, {"id": "c", "object": "chat.completion", "created": 0, "model": "fake",
-                             "choices": [{"index": 0, "finish_reason": finish, "message": {
-                                 "role": "assistant", "content": content}}]})  # fmt: skip
-
-        def _send(self, status: int, payload: dict) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    return Handler
+    return answer
 
 
 @pytest.fixture
 def serve():
-    started = []
+    with ExitStack() as stack:
 
-    def start(frame: str, image_limit: int = 8, truncate_after: int | None = None):
-        handler = _handler(frame, image_limit, truncate_after)
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        threading.Thread(target=httpd.serve_forever, daemon=True).start()
-        started.append(httpd)
-        return f"http://127.0.0.1:{httpd.server_address[1]}/v1", handler
+        def start(frame: str, image_limit: int = 8, truncate_after: int | None = None):
+            return stack.enter_context(fake_server(_answerer(frame, image_limit, truncate_after)))
 
-    yield start
-    for httpd in started:
-        httpd.shutdown()
+        yield start
 
 
 def _probe(url: str, **kw):
@@ -128,8 +91,12 @@ def _probe(url: str, **kw):
 
 @pytest.mark.parametrize(
     ("frame", "codec"),
-    [("rel1000", "qwen2vl"), ("resized_px", "qwen25vl"), ("rel1000_yx", "medgemma"),
-     ("normalized", "json")],
+    [
+        ("rel1000", "qwen2vl"),
+        ("resized_px", "qwen25vl"),
+        ("rel1000_yx", "medgemma"),
+        ("normalized", "json"),
+    ],
 )
 def test_the_probe_names_the_codec_and_frame_the_server_speaks(serve, frame, codec):
     url, _ = serve(frame)
@@ -167,7 +134,7 @@ def test_pixels_of_the_sent_image_are_told_apart_from_the_resized_input(serve):
 
 
 def test_the_image_limit_and_truncation_are_found(serve):
-    url, handler = serve("rel1000", image_limit=2, truncate_after=70)
+    url, requests = serve("rel1000", image_limit=2, truncate_after=70)
     report = _probe(url, codecs=["qwen2vl"], max_images=8)
     limit = report.images_per_prompt
     assert (limit["max_accepted"], limit["refused_at"], limit["tried"]) == (2, 3, [1, 2, 3, 4])
@@ -177,9 +144,7 @@ def test_the_image_limit_and_truncation_are_found(serve):
     assert "stopped at max_tokens=64: raise max_tokens" in report.recommendation
     assert "at most 2 image(s) per prompt: k <= 1" in report.recommendation
     # every probe request was a zero-shot prompt with one image, greedy, max_tokens as given
-    probes = [r for r in handler.requests if r["max_tokens"] == 64]
-    assert len(probes) == len(handler.requests)
-    assert all(r["temperature"] == 0 for r in handler.requests)
+    assert all(r["max_tokens"] == 64 and r["temperature"] == 0 for r in requests)
 
 
 def test_frames_read_numbers_of_any_syntax():

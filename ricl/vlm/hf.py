@@ -190,7 +190,13 @@ class HFBackend(VLMBackend):
             out = model.generate(**tensors, **options)
         new = out[0, tensors["input_ids"].shape[1] :]
         text = self.processor.tokenizer.decode(new, skip_special_tokens=self.skip_special_tokens)
-        return Generation(text, self.model_id, time.perf_counter() - t0)
+        eos = model.generation_config.eos_token_id
+        eos = set(eos if isinstance(eos, list) else [eos]) - {None}
+        # the OpenAI meaning: "length" when the answer was cut at max_tokens
+        cut = len(new) >= self.max_tokens and int(new[-1]) not in eos
+        usage = {"prompt_tokens": int(tensors["input_ids"].shape[1]),
+                 "completion_tokens": len(new), "finish_reason": "length" if cut else "stop"}  # fmt: skip
+        return Generation(text, self.model_id, time.perf_counter() - t0, usage=usage)
 
     def settings(self) -> dict[str, Any]:
         return {

@@ -54,6 +54,7 @@ _MAIN_METRICS: tuple[tuple[str, str], ...] = (
     ("rodeo_shape", "RoDeO shape"),
     ("rodeo_classification", "RoDeO classification"),
     ("n_parse_failures", "parse failures"),
+    ("n_truncated", "answers cut at max_tokens"),
     ("n_errors", "errors"),
     ("n_missing_predictions", "missing predictions"),
     ("n_unmatched_predictions", "unmatched prediction rows"),

@@ -189,7 +189,7 @@ def run_eval(
     todo = [
         i for i in instances if previous.get(i.instance_id, {}).get("status", "error") == "error"
     ]
-    agent = agent or GroundingAgent(config.agent)
+    agent = agent or GroundingAgent(resolve_agent_config(config, instances))
     _apply_concurrency(agent, config.concurrency)
     summary = _summary(config, ds, instances, previous, agent, started=time.time())
     atomic_write_text(run_dir / "run.json", json.dumps(summary, indent=2))
@@ -212,6 +212,22 @@ def run_eval(
     summary["metrics"] = score_run(run_dir, allow_incomplete=allow_incomplete, dataset=ds,
                                    instances=instances, rodeo=config.rodeo)  # fmt: skip
     return summary
+
+
+def resolve_agent_config(config: EvalConfig, instances: Sequence[Instance]) -> Any:
+    """The run's agent configuration with ``backend_options.max_tokens: auto`` replaced by
+    the budget of the codec's answer for the split's largest gold box count
+    (:func:`ricl.vlm.budget.dataset_token_budget`), so long answers are not cut off."""
+    from ricl.boxes.codecs import get_codec
+    from ricl.vlm.budget import AUTO, dataset_token_budget
+
+    agent = config.agent
+    if agent.backend_options.get("max_tokens") != AUTO:
+        return agent
+    codec = get_codec(agent.codec, **agent.codec_options)
+    budget = dataset_token_budget(codec, instances)
+    return agent.model_copy(update={"backend_options": {**agent.backend_options,
+                                                        "max_tokens": budget}})  # fmt: skip
 
 
 def _apply_concurrency(agent: Any, concurrency: int) -> None:
@@ -317,6 +333,7 @@ def _summary(config: EvalConfig, ds: Any, instances: Sequence[Instance],
         "n_missing": len(ids) - len(statuses),
         "complete": n_errors == 0 and len(statuses) == len(ids),
         "status_counts": {s: statuses.count(s) for s in sorted(set(statuses))},
+        "n_truncated": sum(bool(rows[i].get("truncated")) for i in ids if i in rows),
         "agent": agent.settings(),
         "started": started,
         "updated": time.time(),
@@ -360,8 +377,10 @@ def score_run(
         )
     preds = {i: _prediction(r) for i, r in rows.items()}
     metrics = score(instances, preds, rodeo=rodeo and config.rodeo)
+    n_cut = sum(bool(rows.get(i.instance_id, {}).get("truncated")) for i in instances)
     metrics = {"run_id": config.run_id, "dataset": config.dataset.name,
-               "split": config.dataset.split, "complete": not failed, **metrics}  # fmt: skip
+               "split": config.dataset.split, "complete": not failed,
+               "n_truncated": n_cut, **metrics}  # fmt: skip
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
     write_group_tables(run_dir, metrics)
     if report if report is not None else config.report:
