@@ -12,13 +12,17 @@
     seed_key: agent.seed                     # aggregated over (mean and std)
     metrics: [union_iou_micro, union_iou_macro, f1@0.5, rodeo_localization]
     plot: {x: agent.k, metric: union_iou_micro}
+    baseline: zero-shot                      # optional: per arm, the paired bootstrap 95%
+    bootstrap: {n_resamples: 2000, confidence: 0.95, seed: 0}   # CI of its union IoU gain
 
 Each cell (arm x grid point) is an eval run under ``runs_dir/<name>/<cell>``; an arm's own
 overrides win over grid values, and cells that resolve to the same configuration run once.
 A cell whose run is complete and scored is reused as is (cached); any other is resumed.
 Outputs in ``runs_dir/<name>/``: ``comparison.md``, ``comparison.csv`` (mean and std over
 seeds per arm and non-seed grid point) and ``comparison.png`` (metric vs ``plot.x``, one
-line per arm).
+line per arm). With ``baseline``, each row also has ``vs_<baseline>``: the difference of
+its mean per-instance union IoU (``union_iou_micro``) to the baseline arm's on the same
+instances, with the paired bootstrap CI (:mod:`ricl_apps.evaluation.paired`).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ricl.agent_config import apply_overrides, read_yaml_mapping, validate_mapping
 from ricl.errors import RiclError
@@ -41,6 +45,8 @@ from ricl_apps.evaluation.run_config import EvalConfig, EvalConfigError
 
 __all__ = ["ExperimentConfig", "ExperimentResult", "run_experiment"]
 
+# aggregated row keys that are not grid values
+_NOT_GRID = ("n_seeds", "diff_vs_baseline", "ci_low", "ci_high", "n_paired")
 DEFAULT_METRICS = ["union_iou_micro", "union_iou_macro", "f1@0.5", "rodeo_localization"]
 
 
@@ -48,6 +54,13 @@ class PlotSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     x: str = "agent.k"
     metric: str = "union_iou_micro"
+
+
+class BootstrapSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    n_resamples: int = Field(2000, ge=100)
+    confidence: float = Field(0.95, gt=0, lt=1)
+    seed: int = 0
 
 
 class ExperimentConfig(BaseModel):
@@ -63,6 +76,16 @@ class ExperimentConfig(BaseModel):
     metrics: list[str] = Field(default_factory=lambda: list(DEFAULT_METRICS))
     plot: PlotSpec | None = Field(default_factory=PlotSpec)
     runs_dir: str | None = None
+    baseline: str | None = None
+    bootstrap: BootstrapSpec = Field(default_factory=BootstrapSpec)
+
+    @model_validator(mode="after")
+    def _baseline_is_an_arm(self) -> ExperimentConfig:
+        if self.baseline is not None and self.baseline not in self.arms:
+            raise ValueError(
+                f"baseline {self.baseline!r} is not an arm (arms: {', '.join(self.arms)})"
+            )
+        return self
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
@@ -134,7 +157,13 @@ def run_experiment(exp: ExperimentConfig, *, progress: bool = True) -> Experimen
         results.append((arm, point, summary["metrics"]))
     out_dir = Path(cells[0][2].runs_dir) / exp.name
     rows = aggregate(results, exp.metrics, exp.seed_key)
-    md = _markdown(rows, exp.metrics)
+    if exp.baseline is not None:
+        from ricl_apps.evaluation.paired import add_paired_cis
+
+        b = exp.bootstrap
+        add_paired_cis(rows, cells, exp.baseline, exp.seed_key, n_resamples=b.n_resamples,
+                       confidence=b.confidence, seed=b.seed)  # fmt: skip
+    md = _markdown(rows, exp.metrics, exp.baseline, exp.bootstrap.confidence)
     md_path, csv_path = out_dir / "comparison.md", out_dir / "comparison.csv"
     md_path.write_text(f"# Experiment {exp.name}\n\n{md}", encoding="utf-8")
     csv_path.write_text(_csv(rows), encoding="utf-8")
@@ -170,14 +199,24 @@ def aggregate(
     return rows
 
 
-def _markdown(rows: list[dict[str, Any]], metrics: list[str]) -> str:
-    keys = [k for k in rows[0] if not k.endswith(("_mean", "_std"))]
-    head = "| " + " | ".join(keys + metrics) + " |"
-    sep = "|" + "|".join(["---"] * len(keys) + ["---:"] * len(metrics)) + "|"
+def _markdown(
+    rows: list[dict[str, Any]],
+    metrics: list[str],
+    baseline: str | None = None,
+    confidence: float = 0.95,
+) -> str:
+    extra = ("diff_vs_baseline", "ci_low", "ci_high", "n_paired")
+    ci_col = f"vs_{baseline}" if baseline else None
+    keys = [k for k in rows[0] if not k.endswith(("_mean", "_std")) and k not in extra
+            and k != ci_col]  # fmt: skip
+    ci_head = [f"Δ union IoU vs {baseline} ({confidence:.0%} CI, n)"] if ci_col else []
+    head = "| " + " | ".join(keys + metrics + ci_head) + " |"
+    sep = "|" + "|".join(["---"] * len(keys) + ["---:"] * (len(metrics) + len(ci_head))) + "|"
     body = [
         "| "
         + " | ".join([str(r[k]) for k in keys] + [f"{r[f'{m}_mean']:.3f} ± {r[f'{m}_std']:.3f}"
-                                                   for m in metrics])
+                                                   for m in metrics]
+                     + ([f"{r[ci_col]} (n={r['n_paired']})"] if ci_col else []))
         + " |"
         for r in rows
     ]  # fmt: skip
@@ -205,8 +244,8 @@ def _plot(rows: list[dict[str, Any]], exp: ExperimentConfig, path: Path) -> Path
         return None
     lines: dict[str, list[tuple[float, float, float]]] = {}
     for r in rows:
-        others = [f"{k}={r[k]}" for k in r if k not in {"arm", spec.x, "n_seeds"}
-                  and not k.endswith(("_mean", "_std"))]  # fmt: skip
+        others = [f"{k}={r[k]}" for k in r if k not in {"arm", spec.x, *_NOT_GRID}
+                  and not k.endswith(("_mean", "_std")) and not k.startswith("vs_")]  # fmt: skip
         label = " ".join([r["arm"], *others])
         x = r[spec.x]
         if isinstance(x, (int, float)) and not math.isnan(float(x)):

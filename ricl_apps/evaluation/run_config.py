@@ -22,8 +22,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ricl.agent_config import AgentConfig, apply_overrides, read_yaml_mapping, validate_mapping
+from ricl.config import ConfigError
 from ricl.data.spec import SplitSpec
-from ricl.errors import RiclError
 
 __all__ = ["SEMANTIC_KEYS", "EvalConfig", "EvalConfigError"]
 
@@ -40,7 +40,7 @@ TRANSPORT_OPTIONS = (
 )
 
 
-class EvalConfigError(RiclError, ValueError):
+class EvalConfigError(ConfigError):
     """An evaluation configuration is invalid; the message names the file and key."""
 
 

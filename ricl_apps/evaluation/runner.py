@@ -375,7 +375,7 @@ def score_run(
             f"(e.g. {failed[0]}); rerun `ricl eval --resume` to retry them, or score with "
             "--allow-incomplete (they then count as errors)"
         )
-    preds = {i: _prediction(r) for i, r in rows.items()}
+    preds = {i: row_prediction(r) for i, r in rows.items()}
     metrics = score(instances, preds, rodeo=rodeo and config.rodeo)
     n_cut = sum(bool(rows.get(i.instance_id, {}).get("truncated")) for i in instances)
     metrics = {"run_id": config.run_id, "dataset": config.dataset.name,
@@ -391,7 +391,7 @@ def score_run(
     return metrics
 
 
-def _prediction(row: dict[str, Any]) -> Prediction:
+def row_prediction(row: dict[str, Any]) -> Prediction:
     from ricl.evaluation.predictions import prediction_from_dict
 
     return prediction_from_dict({k: row[k] for k in ("image_id", "phrase", "boxes", "status", "raw")

@@ -18,13 +18,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ricl.agent_config import apply_overrides, read_yaml_mapping, validate_mapping
+from ricl.config import ConfigError
 from ricl.data.spec import DatasetSpec
-from ricl.errors import RiclError
 
 __all__ = ["EpisodeSpec", "ModelSpec", "SourceSpec", "VLMTrainConfig", "VLMTrainConfigError"]
 
 
-class VLMTrainConfigError(RiclError, ValueError):
+class VLMTrainConfigError(ConfigError):
     """A VLM training configuration is invalid (the file and key are named)."""
 
 
