@@ -184,3 +184,45 @@ def test_train_encoder_cli_on_real_architectures_then_index_and_retrieve(
     assert [row["step"] for row in rows if "loss" in row] == [1, 2, 3, 4, 3, 4]
     again = load_file(str(run / "model" / "model.safetensors"))
     assert _max_diff(again, trained) < 1e-6
+
+
+def test_the_full_size_recipe_runs_on_tiny_stand_ins(tmp_path, release, ckpts):
+    """eval/encoder/lofi_so400m_gemma3.yaml as shipped, with only the paths, data set and
+    lengths overridden: its settings (projector_pool 3, embed_dim 1152, ...) train."""
+    from pathlib import Path
+
+    from ricl_apps.train.encoder import TrainConfig, train_encoder
+
+    recipe = Path(__file__).resolve().parents[1] / "eval" / "encoder" / "lofi_so400m_gemma3.yaml"
+    vision = build_tiny_siglip(tmp_path / "siglip48", image_size=48)  # 6 x 6 patches, pool 3
+    overrides = {"dataset.name": "phantom", "dataset.root": str(release), "steps": 2,
+                 "batch_size": 8, "warmup_steps": 0, "eval_every": 0, "max_eval_studies": 4,
+                 "out_dir": str(tmp_path / "run"), "model.vision_pretrained": str(vision),
+                 "model.decoder_pretrained": str(ckpts["gemma3"])}  # fmt: skip
+    cfg = TrainConfig.from_file(recipe, overrides)
+    assert cfg.model.projector_pool == 3 and cfg.batch_size == 8
+    metrics = train_encoder(cfg, progress=False)
+    assert metrics["n_query_images"] == 4
+    model_cfg = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
+    assert (model_cfg["image_size"], model_cfg["embed_dim"], model_cfg["towers"]) == (
+        48,
+        1152,
+        "siglip",
+    )
+
+
+def test_siglip2_towers_from_scratch_round_trip(tmp_path):
+    from ricl.encoders.lofi.config import tiny_config
+    from ricl.encoders.lofi.encoder import LoFiEncoder, save_lofi_model
+    from ricl.encoders.tokenizer import build_word_tokenizer
+
+    tok = build_word_tokenizer(["small nodule", "pleural effusion"])
+    torch.manual_seed(0)
+    model = LoFiModel.build(tiny_config(64, towers="siglip2"), tok, tok).eval()
+    assert type(model.vision).__name__ == "Siglip2VisionModel"
+    path = save_lofi_model(model, tok, tok, tmp_path / "lofi")
+    image = np.random.default_rng(1).integers(0, 256, (80, 64), dtype=np.uint8)
+    a = E.load(str(path)).encode_images([image]).embeddings
+    np.testing.assert_allclose(
+        a, LoFiEncoder(model, tok).encode_images([image]).embeddings, atol=1e-6
+    )

@@ -1,5 +1,9 @@
 """The LoFi model: SigLIP towers + attention pooling + a projector into a small causal LM.
 
+The towers are SigLIP's (``SiglipVisionModel`` / ``SiglipTextModel``) or, with
+``config.towers == "siglip2"``, NaFlex SigLIP 2's (``Siglip2VisionModel``, fed the square
+patch grid as flattened patches, and ``Siglip2TextModel``); same pooling head either way.
+
 Shapes (B images, N = h * w patches, C vision width, D embed_dim, H decoder width):
 
     pixel_values (B, 3, S, S) -> vision tower -> patch tokens (B, N, C)
