@@ -89,12 +89,12 @@ def _batch_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
     return perm[k * batch_size : (k + 1) * batch_size]
 
 
-def _save_state(run: Path, model: Any, tok: Any, optimizer: Any, step: int) -> None:
+def _save_state(run: Path, model: Any, toks: tuple[Any, Any], optimizer: Any, step: int) -> None:
     """Checkpoint: model directory + optimizer tensors (safetensors) + JSON state. Never pickle."""
     from ricl.encoders.lofi.encoder import save_lofi_model
     from ricl_apps.train.state import save_optimizer_state
 
-    ckpt = save_lofi_model(model, tok, tok, run / "checkpoint")
+    ckpt = save_lofi_model(model, *toks, run / "checkpoint")
     save_optimizer_state(optimizer, ckpt / "optimizer.safetensors")
     (ckpt / "trainer_state.json").write_text(json.dumps({"step": step}))
 
@@ -125,8 +125,13 @@ def train_encoder(
     ``stop_after=N`` ends this call after global step N (with a checkpoint) and returns
     None: time-sliced training, and how the tests interrupt a run.
 
+    Pretrained towers (``model.vision_pretrained`` / ``model.decoder_pretrained``) bring
+    their own tokenizers, image size and normalization (:mod:`ricl.encoders.lofi.pretrained`);
+    towers without one get a word tokenizer trained on the training reports and prompts.
+
     Raises:
-        RiclError: the run directory exists without ``resume``, or the dataset is bad.
+        RiclError: the run directory exists without ``resume``, the dataset is bad, or a
+            pretrained checkpoint cannot be used (PretrainedError).
     """
     import torch
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -134,7 +139,7 @@ def train_encoder(
     from ricl.encoders.lofi.data import CAPTION_PROMPT, LoFiCollator, load_samples
     from ricl.encoders.lofi.encoder import LoFiEncoder, load_lofi_model, save_lofi_model
     from ricl.encoders.lofi.model import LoFiModel
-    from ricl.encoders.tokenizer import build_word_tokenizer
+    from ricl.encoders.lofi.pretrained import load_tokenizers, resolve_config
     from ricl.errors import RiclError
 
     run = Path(cfg.out_dir)
@@ -150,23 +155,27 @@ def train_encoder(
     ds = cfg.dataset.open()
     train_studies = ds.studies_of(cfg.train_split)[: cfg.max_train_studies]
     eval_studies = ds.studies_of(cfg.eval_split)[: cfg.max_eval_studies]
-    samples = load_samples(train_studies, ds.image_file, cfg.model.image_size)
+    ckpt = run / "checkpoint"
+    resuming = resume and ckpt.is_dir()
+    if resuming:
+        model, text_tok, dec_tok = load_lofi_model(ckpt, device=device)
+        image_size = model.config.image_size
+    else:  # the vision checkpoint, when there is one, decides the image size
+        image_size = resolve_config(cfg.model).image_size
+    samples = load_samples(train_studies, ds.image_file, image_size)
     if len(samples) < cfg.batch_size:
         raise RiclError(
             f"{cfg.dataset.root}: {len(samples)} training studies, fewer than batch_size {cfg.batch_size}"
         )
-
-    ckpt = run / "checkpoint"
-    if resume and ckpt.is_dir():
-        model, tok, _ = load_lofi_model(ckpt, device=device)
-    else:
+    if not resuming:
         corpus = [s.report for s in samples] + [
             CAPTION_PROMPT,
             'Detect all instances of "".',
             "Describe the region.",
         ]
-        tok = build_word_tokenizer(corpus)
-        model = LoFiModel.build(cfg.model, tok, tok)
+        text_tok, dec_tok = load_tokenizers(cfg.model, corpus)
+        model = LoFiModel.build(cfg.model, text_tok, dec_tok)
+    toks = (text_tok, dec_tok)
     model.to(device).train()
     # no weight decay on biases, norms, embeddings' scalars and the logit scale/bias (as open_clip)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "logit" not in n]
@@ -188,7 +197,7 @@ def train_encoder(
         from ricl.evaluation.retrieval import evaluate_retrieval
 
         model.eval()
-        metrics = evaluate_retrieval(LoFiEncoder(model, tok, device=device), train_studies, eval_studies,
+        metrics = evaluate_retrieval(LoFiEncoder(model, text_tok, device=device), train_studies, eval_studies,
                                      ds.image_file)  # fmt: skip
         model.train()
         _log(run, {"step": step, "eval": metrics})
@@ -200,7 +209,7 @@ def train_encoder(
     with Progress(*columns, disable=not progress) as bar:
         task = bar.add_task("train-encoder", total=cfg.steps, completed=start, losses="")
         for step in range(start, cfg.steps):
-            collate = LoFiCollator(model.config, tok, tok, seed=cfg.seed * 1_000_003 + step)
+            collate = LoFiCollator(model.config, *toks, seed=cfg.seed * 1_000_003 + step)
             batch = collate(
                 [samples[i] for i in _batch_indices(len(samples), cfg.batch_size, cfg.seed, step)]
             )
@@ -230,11 +239,11 @@ def train_encoder(
                 evaluate(done)
             stopping = stop_after is not None and done >= stop_after
             if (done % cfg.checkpoint_every == 0 or stopping) and done < cfg.steps:
-                _save_state(run, model, tok, optimizer, done)
+                _save_state(run, model, toks, optimizer, done)
             bar.update(task, completed=done)
             if stopping and done < cfg.steps:
                 return None
-    save_lofi_model(model.eval(), tok, tok, run / "model")
+    save_lofi_model(model.eval(), *toks, run / "model")
     metrics = {"train_seconds": round(time.perf_counter() - t0, 2), **evaluate(cfg.steps)}
     (run / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics

@@ -1,10 +1,14 @@
 """LoFi model configuration: data, validated in one place, unknown keys rejected.
 
 Sizes are config, not code: the tiny phantom preset and a full-size recipe (SigLIP2
-so400m vision tower + gemma-3-270m-it decoder) are the same classes with different
+so400m vision tower + gemma-3-270m decoder) are the same classes with different
 numbers. Tower configs are plain dicts of the transformers config classes
-(``SiglipVisionConfig``, ``SiglipTextConfig``, and any causal-LM config chosen by its
-``model_type``, e.g. ``qwen2`` or ``gemma3_text``).
+(``SiglipVisionConfig``/``SiglipTextConfig``, or the ``Siglip2*`` ones when ``towers`` is
+``siglip2``, and any causal-LM config chosen by its ``model_type``, e.g. ``qwen2`` or
+``gemma3_text``). With ``vision_pretrained`` / ``decoder_pretrained`` set, the towers,
+image size, normalization and text length come from the checkpoints instead
+(:func:`ricl.encoders.lofi.pretrained.resolve_config`); the saved config of a trained
+model holds the resolved values, so it rebuilds without the checkpoints.
 """
 
 from __future__ import annotations
@@ -52,6 +56,12 @@ class LoFiConfig(_Strict):
 
     image_size: int = Field(224, ge=16)
     embed_dim: int = Field(256, ge=8)
+    # SigLIP family of the vision and text towers (a transformers model_type): "siglip" =
+    # fixed resolution (conv patches); "siglip2" = NaFlex (linear patches, resized positions).
+    towers: Literal["siglip", "siglip2"] = "siglip"
+    # per-channel normalization of the [0, 1] pixels (the vision checkpoint's, when there is one)
+    image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    image_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     vision: dict[str, Any] = Field(default_factory=dict)
     text: dict[str, Any] = Field(default_factory=dict)
     decoder: dict[str, Any] = Field(default_factory=lambda: {"model_type": "qwen2"})
@@ -80,8 +90,16 @@ class LoFiConfig(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> LoFiConfig:
-        if "model_type" not in self.decoder:
+        if "model_type" not in self.decoder and not self.decoder_pretrained:
             raise ValueError("decoder config needs a 'model_type' (e.g. 'qwen2', 'gemma3_text')")
+        if any(s <= 0 for s in self.image_std):
+            raise ValueError(f"image_std must be positive, got {self.image_std}")
+        if not self.vision_pretrained:  # else the checkpoint sets the sizes: checked on resolving
+            self.check_grid()
+        return self
+
+    def check_grid(self) -> None:
+        """Raise ValueError unless patches tile ``image_size`` and the pooled grid is whole."""
         patch = self.vision.get("patch_size", 16)
         if self.image_size % patch:
             raise ValueError(
@@ -92,7 +110,6 @@ class LoFiConfig(_Strict):
             raise ValueError(
                 f"patch grid {grid} must be divisible by projector_pool {self.projector_pool}"
             )
-        return self
 
     @property
     def grid(self) -> tuple[int, int]:

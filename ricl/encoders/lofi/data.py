@@ -4,7 +4,8 @@ A :class:`LoFiSample` is one study: its image letterboxed to the model's square,
 report (all its sentences), and its grounded findings with boxes on the SQUARE.
 :class:`LoFiCollator` turns samples into the tensors ``LoFiModel.forward`` consumes:
 
-* ``pixel_values`` (B, 3, S, S), normalized with mean 0.5 / std 0.5 (SigLIP);
+* ``pixel_values`` (B, 3, S, S), normalized with the config's ``image_mean`` / ``image_std``
+  (SigLIP's 0.5 / 0.5 unless a vision checkpoint says otherwise);
 * ``text_ids``/``text_mask`` (B, T) report tokens, ``positives`` (B, B) identical reports;
 * ``caption``: (ids, labels, mask) — "Describe the findings." -> the report;
 * ``location``: (ids, labels, mask) — per sample, either grounding
@@ -82,12 +83,20 @@ def load_samples(
     return out
 
 
-def pixels_to_tensor(pixels: Sequence[np.ndarray]) -> Any:
-    """(S, S) uint8 images -> (B, 3, S, S) float32 in [-1, 1] (SigLIP normalization)."""
+def pixels_to_tensor(
+    pixels: Sequence[np.ndarray],
+    mean: Sequence[float] = (0.5, 0.5, 0.5),
+    std: Sequence[float] = (0.5, 0.5, 0.5),
+) -> Any:
+    """(S, S) uint8 grey images -> (B, 3, S, S) float32: ``(x / 255 - mean[c]) / std[c]`` for
+    each of the 3 channels (the defaults, SigLIP's, give [-1, 1]). Raises ValueError when
+    the images differ in size (they cannot be stacked)."""
     import torch
 
-    x = torch.from_numpy(np.stack(pixels)).float().div_(255.0).sub_(0.5).div_(0.5)
-    return x.unsqueeze(1).expand(-1, 3, -1, -1).contiguous()
+    x = torch.from_numpy(np.stack(pixels)).float().div_(255.0).unsqueeze(1)
+    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    return ((x - m) / s).contiguous()
 
 
 class LoFiCollator:
@@ -102,7 +111,7 @@ class LoFiCollator:
         self.rng = np.random.default_rng(seed)
 
     def _texts(self, texts: Sequence[str]) -> tuple[Any, Any]:
-        enc = self.text_tok(list(texts), padding="max_length", truncation=True,
+        enc = self.text_tok(list(texts), padding="max_length", truncation=True, padding_side="right",
                             max_length=self.config.max_text_length, return_tensors="pt")  # fmt: skip
         return enc["input_ids"], enc["attention_mask"]
 
@@ -155,7 +164,9 @@ class LoFiCollator:
                     phrases.append(phrase)
         n_patches = self.config.grid[0] * self.config.grid[1]
         batch: dict[str, Any] = {
-            "pixel_values": pixels_to_tensor([s.pixels for s in samples]),
+            "pixel_values": pixels_to_tensor(
+                [s.pixels for s in samples], self.config.image_mean, self.config.image_std
+            ),
             "text_ids": text_ids,
             "text_mask": text_mask,
             "positives": positives,

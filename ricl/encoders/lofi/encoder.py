@@ -137,7 +137,9 @@ class LoFiEncoder:
     def _forward_tokens(self, pixels: list[np.ndarray]) -> Any:
         from ricl.encoders.lofi.data import pixels_to_tensor
 
-        return self.model.vision_tokens(pixels_to_tensor(pixels).to(self.device))
+        cfg = self.model.config
+        x = pixels_to_tensor(pixels, cfg.image_mean, cfg.image_std)
+        return self.model.vision_tokens(x.to(self.device))
 
     def encode_images(self, images: Sequence[ImageInput], batch_size: int = 16) -> ImageEncoding:
         """-> embeddings (n, D), patch tokens (n, N, C), grid, per-image letterbox transforms."""
@@ -169,7 +171,8 @@ class LoFiEncoder:
         with torch.inference_mode():
             for i in range(0, len(texts), batch_size):
                 enc = self.text_tokenizer(list(texts[i : i + batch_size]), padding="max_length", truncation=True,
-                                          max_length=self.model.config.max_text_length, return_tensors="pt")  # fmt: skip
+                                          padding_side="right", max_length=self.model.config.max_text_length,
+                                          return_tensors="pt")  # fmt: skip
                 emb = self.model.text_embeds(
                     enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
                 )

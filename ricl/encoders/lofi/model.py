@@ -1,5 +1,9 @@
 """The LoFi model: SigLIP towers + attention pooling + a projector into a small causal LM.
 
+The towers are SigLIP's (``SiglipVisionModel`` / ``SiglipTextModel``) or, with
+``config.towers == "siglip2"``, NaFlex SigLIP 2's (``Siglip2VisionModel``, fed the square
+patch grid as flattened patches, and ``Siglip2TextModel``); same pooling head either way.
+
 Shapes (B images, N = h * w patches, C vision width, D embed_dim, H decoder width):
 
     pixel_values (B, 3, S, S) -> vision tower -> patch tokens (B, N, C)
@@ -27,13 +31,21 @@ from ricl.encoders.lofi.config import LoFiConfig
 
 __all__ = ["LoFiModel"]
 
-_META_KEYS = {"architectures", "transformers_version", "_name_or_path", "model_type", "torch_dtype",
-              "dtype", "id2label", "label2id", "output_attentions", "output_hidden_states"}  # fmt: skip
 
+def _towers(config: LoFiConfig) -> tuple[nn.Module, nn.Module]:
+    """Random-init (vision, text) towers of ``config.towers``: ``Siglip(2)VisionModel`` with
+    its attention-pooling head, ``Siglip(2)TextModel``."""
+    import transformers as tf
 
-def _tower_dict(cfg: Any) -> dict[str, Any]:
-    """A transformers config -> plain kwargs that rebuild the same architecture."""
-    return {k: v for k, v in cfg.to_dict().items() if k not in _META_KEYS}
+    text = {**config.text, "max_position_embeddings": config.max_text_length}
+    if config.towers == "siglip2":  # positions: a square grid resized to each input's patches
+        g = config.grid[0]
+        vision = {"num_patches": g * g, **config.vision, "vision_use_head": True}
+        return (tf.Siglip2VisionModel(tf.Siglip2VisionConfig(**vision)),
+                tf.Siglip2TextModel(tf.Siglip2TextConfig(**text)))  # fmt: skip
+    vision = {**config.vision, "image_size": config.image_size, "vision_use_head": True}
+    return (tf.SiglipVisionModel(tf.SiglipVisionConfig(**vision)),
+            tf.SiglipTextModel(tf.SiglipTextConfig(**text)))  # fmt: skip
 
 
 class LoFiModel(nn.Module):
@@ -43,26 +55,13 @@ class LoFiModel(nn.Module):
         """Random-init modules from a complete config (``text.vocab_size`` and the decoder's
         ``vocab_size`` set, as :meth:`build` and saved configs have them)."""
         super().__init__()
-        from transformers import (
-            AutoConfig,
-            AutoModelForCausalLM,
-            SiglipTextConfig,
-            SiglipTextModel,
-            SiglipVisionConfig,
-            SiglipVisionModel,
-        )
+        from transformers import AutoConfig, AutoModelForCausalLM
 
         self.config = config
-        vcfg = SiglipVisionConfig(
-            **{**config.vision, "image_size": config.image_size, "vision_use_head": True}
-        )
-        tcfg = SiglipTextConfig(
-            **{**config.text, "max_position_embeddings": config.max_text_length}
-        )
+        self.vision, self.text = _towers(config)
+        vcfg, tcfg = self.vision.config, self.text.config
         dkw = {k: v for k, v in config.decoder.items() if k != "model_type"}
         dcfg = AutoConfig.for_model(config.decoder["model_type"], **dkw)
-        self.vision = SiglipVisionModel(vcfg)
-        self.text = SiglipTextModel(tcfg)
         self.decoder = AutoModelForCausalLM.from_config(dcfg)
         c, t, d, h = vcfg.hidden_size, tcfg.hidden_size, config.embed_dim, dcfg.hidden_size
         self.image_proj = nn.Linear(c, d)
@@ -83,43 +82,23 @@ class LoFiModel(nn.Module):
     @classmethod
     def build(cls, config: LoFiConfig, text_tokenizer: Any, decoder_tokenizer: Any) -> LoFiModel:
         """A fresh model. When the config names pretrained weights (``vision_pretrained``: a
-        SigLIP dual encoder; ``decoder_pretrained``: a causal LM), those are loaded and their
-        architectures replace the config's tower dicts, so the saved config rebuilds them."""
-        from transformers import AutoModelForCausalLM, SiglipModel
+        SigLIP / SigLIP 2 dual encoder; ``decoder_pretrained``: a causal LM), their
+        architectures replace the config's (see :mod:`ricl.encoders.lofi.pretrained`) and
+        their weights are loaded; the model's config then holds the resolved architecture
+        with the two paths cleared, so a saved model rebuilds without the checkpoints.
+        The tokenizers must be the checkpoints' own (``pretrained.load_tokenizers``).
 
-        special = {
-            k: getattr(text_tokenizer, k) for k in ("pad_token_id", "bos_token_id", "eos_token_id")
-        }
-        text = {
-            **config.text,
-            "vocab_size": len(text_tokenizer),
-            **{k: v for k, v in special.items() if v is not None},
-        }
-        updates: dict[str, Any] = {"text": text}
-        sig = dec = None
-        if config.vision_pretrained:
-            sig = SiglipModel.from_pretrained(config.vision_pretrained)
-            vis, txt = _tower_dict(sig.config.vision_config), _tower_dict(sig.config.text_config)
-            updates |= {"vision": vis, "text": txt, "image_size": vis.pop("image_size"),
-                        "max_text_length": txt.pop("max_position_embeddings"), "vision_pretrained": None}  # fmt: skip
-        if config.decoder_pretrained:
-            dec = AutoModelForCausalLM.from_pretrained(config.decoder_pretrained)
-            updates |= {"decoder": {"model_type": dec.config.model_type, **_tower_dict(dec.config)},
-                        "decoder_pretrained": None}  # fmt: skip
-        else:
-            kw = {k: v for k, v in config.decoder.items() if k != "model_type"}
-            kw.setdefault("vocab_size", len(decoder_tokenizer))
-            for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
-                kw.setdefault(name, getattr(decoder_tokenizer, name))
-            updates["decoder"] = {"model_type": config.decoder["model_type"], **kw}
-        config = LoFiConfig.model_validate({**config.model_dump(), **updates})
-        model = cls(config)
-        if sig is not None:
-            model.vision.load_state_dict(sig.vision_model.state_dict())
-            model.text.load_state_dict(sig.text_model.state_dict())
-        if dec is not None:
-            model.decoder = dec
-        if config.lora is not None:
+        Raises:
+            PretrainedError: a checkpoint cannot be read or does not fit.
+        """
+        from ricl.encoders.lofi.pretrained import load_pretrained_weights, resolve_config
+
+        resolved = resolve_config(config, text_tokenizer, decoder_tokenizer)
+        model = cls(
+            resolved.model_copy(update={"vision_pretrained": None, "decoder_pretrained": None})
+        )
+        load_pretrained_weights(model, resolved)
+        if resolved.lora is not None:
             model.apply_lora()
         return model
 
@@ -140,7 +119,22 @@ class LoFiModel(nn.Module):
         return self.config.grid
 
     def vision_tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) -> post-layernorm patch tokens (B, N, C)."""
+        """(B, 3, S, S) -> post-layernorm patch tokens (B, N, C), patches in row-major order.
+
+        NaFlex SigLIP 2 takes flattened patches: each ``p x p`` patch becomes one
+        ``(p * p * 3)`` row ordered (py, px, channel), as ``Siglip2ImageProcessor`` lays
+        them out, with every patch valid (``pixel_attention_mask`` all ones) and
+        ``spatial_shapes`` the ``(h, w)`` grid its position embeddings are resized to.
+        """
+        if self.config.towers == "siglip2":
+            b, c, _, _ = pixel_values.shape
+            (h, w), p = self.grid, self.config.vision.get("patch_size", 16)
+            flat = pixel_values.reshape(b, c, h, p, w, p).permute(0, 2, 4, 3, 5, 1)
+            flat = flat.reshape(b, h * w, p * p * c)
+            mask = torch.ones((b, h * w), dtype=torch.long, device=pixel_values.device)
+            shapes = torch.tensor([[h, w]] * b, dtype=torch.long, device=pixel_values.device)
+            out = self.vision(pixel_values=flat, pixel_attention_mask=mask, spatial_shapes=shapes)
+            return out.last_hidden_state
         return self.vision(pixel_values=pixel_values).last_hidden_state
 
     def attention_pool(
