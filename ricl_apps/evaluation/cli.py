@@ -32,13 +32,30 @@ def eval_cmd(
     ] = False,
     no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    engine: Annotated[
+        str | None,
+        typer.Option("--engine", help="Where queries run: local (default) or ray (Ray Data)."),
+    ] = None,
+    endpoint: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--endpoint",
+            help="An OpenAI-compatible base URL for the ray engine (repeatable: one per "
+            "vllm serve replica).",
+        ),
+    ] = None,
 ) -> None:
     """Evaluate an agent configuration on a dataset split: a resumable run directory with
     predictions, metrics, per-label-group tables and report.html."""
     from ricl_apps.evaluation.run_config import EvalConfig
     from ricl_apps.evaluation.runner import run_eval
 
-    cfg = EvalConfig.from_yaml(config, set_ or [])
+    overrides = list(set_ or [])
+    if engine is not None:
+        overrides.append(f"engine.name={engine}")
+    if endpoint:
+        overrides.append(f"engine.endpoints={json.dumps(list(endpoint))}")
+    cfg = EvalConfig.from_yaml(config, overrides)
     summary = run_eval(
         cfg,
         resume=resume,

@@ -26,18 +26,18 @@ once, since every query would fail the same way.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ricl.atomic import atomic_write_text
 from ricl.errors import DatasetFormatError, RiclError
 from ricl.types import Instance, Prediction
+from ricl_apps.evaluation.rows import RowWriter, last_rows, read_rows, result_row
 from ricl_apps.evaluation.run_config import EvalConfig, EvalConfigError
 
 __all__ = [
@@ -63,71 +63,6 @@ class RunAborted(RiclError):
 
 class RunIncomplete(RiclError):
     """Some instances have no successful answer; ``--resume`` retries them."""
-
-
-# ---------------------------------------------------------------------------- rows
-def read_rows(path: Path, repair: bool = False) -> list[dict[str, Any]]:
-    """Rows of a predictions file. A final line without its newline (a write cut off by a
-    kill) is dropped, and with ``repair=True`` cut from the file. Any other bad line raises
-    DatasetFormatError naming the file and line."""
-    if not path.is_file():
-        return []
-    data = path.read_bytes()
-    cut = len(data) if data.endswith(b"\n") or not data else data.rfind(b"\n") + 1
-    if cut < len(data):
-        log.warning("%s: dropping a truncated last line (%d bytes)", path, len(data) - cut)
-        if repair:
-            with path.open("r+b") as f:
-                f.truncate(cut)
-    rows = []
-    for n, line in enumerate(data[:cut].decode("utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DatasetFormatError(f"{path}:{n}: not a JSON object ({exc})") from exc
-        if not isinstance(row, dict) or "instance_id" not in row:
-            raise DatasetFormatError(f"{path}:{n}: a row needs an instance_id")
-        rows.append(row)
-    return rows
-
-
-def last_rows(rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """instance_id -> its last row."""
-    out: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        out[row["instance_id"]] = row
-    return out
-
-
-def _identity(instance: Instance) -> dict[str, Any]:
-    """The fields naming an instance, first in every predictions.jsonl row."""
-    return {
-        "instance_id": instance.instance_id,
-        "image_id": instance.image_id,
-        "study_id": instance.study_id,
-        "patient_id": instance.patient_id,
-        "phrase": instance.phrase,
-        "label_group": instance.label_group,
-    }
-
-
-def result_row(instance: Instance, result: Any, attempt: int) -> dict[str, Any]:
-    """The predictions.jsonl row of one attempt: the instance's identity, the agent's own
-    serialization of its result (:meth:`GroundingResult.to_dict`; error results too), its
-    union IoU against the gold boxes (0 for a failed answer) and the attempt number."""
-    from ricl.boxes.geometry import union_iou
-
-    failed = result.status in ("error", "parse_error")
-    body = result.to_dict()
-    body.pop("phrase", None)  # the instance's phrase leads the row
-    return {
-        **_identity(instance),
-        **body,
-        "union_iou": 0.0 if failed else float(union_iou(result.boxes, instance.boxes)),
-        "attempt": attempt,
-    }
 
 
 # ---------------------------------------------------------------------------- the run
@@ -195,9 +130,7 @@ def run_eval(
     atomic_write_text(run_dir / "run.json", json.dumps(summary, indent=2))
     aborted = None
     if todo:
-        aborted = asyncio.run(
-            _predict(agent, ds.images_root, todo, path, attempts, config, progress)
-        )
+        aborted = _predict(agent, ds.images_root, todo, path, attempts, config, progress)
     rows = last_rows(read_rows(path))
     summary = _summary(config, ds, instances, rows, agent, started=summary["started"])
     atomic_write_text(run_dir / "run.json", json.dumps(summary, indent=2))
@@ -236,22 +169,7 @@ def _apply_concurrency(agent: Any, concurrency: int) -> None:
         backend.max_concurrency = concurrency
 
 
-def _query(inst: Instance, images_root: Path, query_box: str) -> Any:
-    from ricl.agent import GroundingQuery
-    from ricl.boxes.geometry import hull
-
-    return GroundingQuery(
-        images_root / inst.image_path,
-        inst.phrase,
-        study_id=inst.study_id,
-        patient_id=inst.patient_id,
-        box=hull(inst.boxes) if query_box == "gold" else None,
-        labels=tuple(inst.labels),
-        query_id=inst.instance_id,
-    )
-
-
-async def _predict(
+def _predict(
     agent: Any,
     images_root: Path,
     todo: Sequence[Instance],
@@ -260,12 +178,10 @@ async def _predict(
     config: EvalConfig,
     show: bool,
 ) -> str | None:
-    """Answer ``todo`` through :meth:`GroundingAgent.astream`; append each row as it
-    finishes. Transport failures in a row (``VLMError``) stop new queries after
+    """Answer ``todo`` with the configured engine (:mod:`ricl_apps.evaluation.engines`),
+    appending each row as it finishes. Transport failures in a row stop new queries after
     ``max_consecutive_failures``; per-query failures (image, selector) do not count.
     Returns the last transport failure when the run was aborted, else None."""
-    import contextlib
-
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -275,43 +191,23 @@ async def _predict(
         TimeRemainingColumn,
     )
 
-    from ricl.vlm.errors import VLMError
+    from ricl_apps.evaluation.engines import ENGINES
 
+    engine = ENGINES.get(config.engine.name)
     by_id = {i.instance_id: i for i in todo}
-    state = {"in_a_row": 0, "failed": 0, "last": None, "stopped": False}
-
-    def stop() -> bool:
-        return bool(state["stopped"])
-
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]}"),
                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[failed]}"))  # fmt: skip
-    t_start = time.perf_counter()
-    queries = (_query(i, images_root, config.query_box) for i in todo)
-    stream = agent.astream(queries, max_concurrency=config.concurrency, stop=stop)
     with path.open("a", encoding="utf-8") as out, Progress(*columns, disable=not show) as bar:
         task = bar.add_task(config.run_id or "eval", total=len(todo), rate="", failed="")
-        async with contextlib.aclosing(stream):
-            async for query, outcome in stream:
-                inst = by_id[query.query_id]
-                if isinstance(outcome, Exception):
-                    state["failed"] += 1
-                    if isinstance(outcome, VLMError):
-                        state["in_a_row"] += 1
-                        state["last"] = f"{type(outcome).__name__}: {outcome}"
-                        if state["in_a_row"] >= config.max_consecutive_failures:
-                            state["stopped"] = True
-                    outcome = agent.error_result(query, outcome)
-                else:
-                    state["in_a_row"] = 0
-                row = result_row(inst, outcome, attempts.get(inst.instance_id, 0) + 1)
-                out.write(json.dumps(row, ensure_ascii=False) + "\n")
-                out.flush()
-                done = bar.tasks[0].completed + 1
-                rate = done / max(1e-9, time.perf_counter() - t_start)
-                bar.update(task, advance=1, rate=f"{rate:.2f} q/s",
-                           failed=f"failed {state['failed']}" if state["failed"] else "")  # fmt: skip
-    return state["last"] if state["stopped"] else None
+
+        def progress(w: RowWriter) -> None:
+            bar.update(task, advance=1, rate=f"{w.rate:.2f} q/s",
+                       failed=f"failed {w.failed}" if w.failed else "")  # fmt: skip
+
+        writer = RowWriter(out, by_id, attempts, config.max_consecutive_failures, progress)
+        engine(config, agent, images_root, todo, writer)
+    return writer.aborted
 
 
 def _summary(config: EvalConfig, ds: Any, instances: Sequence[Instance],
@@ -335,6 +231,7 @@ def _summary(config: EvalConfig, ds: Any, instances: Sequence[Instance],
         "status_counts": {s: statuses.count(s) for s in sorted(set(statuses))},
         "n_truncated": sum(bool(rows[i].get("truncated")) for i in ids if i in rows),
         "agent": agent.settings(),
+        "engine": config.engine.model_dump(mode="json", exclude_defaults=True),
         "started": started,
         "updated": time.time(),
     }
