@@ -120,3 +120,31 @@ def test_sigkill_and_ctrl_c_then_resume_answer_every_instance_once(tmp_path, ser
     assert sorted(r["instance_id"] for r in rows) == sorted(final)  # no instance twice
     assert all(r["status"] == "ok" for r in rows)
     assert summary["metrics"]["n_instances"] == summary["n_instances"]
+
+
+def test_ray_engine_sigkill_then_resume_answers_every_instance_once(tmp_path, server):
+    """The same with ``--engine ray``: the driver writes the rows, so a kill loses only
+    what was in flight, and the Ray cluster it started goes with it."""
+    pytest.importorskip("ray.data")
+    cfg = _config(tmp_path, server)
+    preds = tmp_path / "runs" / "killed" / "predictions.jsonl"
+    ray_opts = ("--engine", "ray", "--set", "engine.actors=2", "--set", "engine.batch_size=2")
+    proc = _start(cfg, *ray_opts)
+    _wait_rows(preds, 4, proc, timeout=120)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    after_kill = len(read_rows(preds))
+    assert after_kill >= 4
+
+    done = subprocess.run(
+        [sys.executable, "-m", "ricl_apps.cli", "eval", "--config", str(cfg), "--no-progress",
+         "--resume", "--json", *ray_opts],
+        capture_output=True, text=True, check=False, env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = json.loads(done.stdout[done.stdout.index("{") :])
+    rows = read_rows(preds)
+    final = last_rows(rows)
+    assert summary["complete"] and len(final) == summary["n_instances"]
+    assert sorted(r["instance_id"] for r in rows) == sorted(final)  # no instance twice
+    assert summary["engine"]["name"] == "ray"
