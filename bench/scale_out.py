@@ -183,8 +183,10 @@ def bench_replicas(args: argparse.Namespace) -> None:
           f"replica at most; Ray engine, {args.actors_per_endpoint} actors per endpoint, batch "
           f"{args.slots}; {platform.processor() or platform.machine()}, "
           f"{_cores()} cores\n")  # fmt: skip
-    print("| replicas | queries | failed | wall s | steady q/s | ideal N x one-replica q/s "
-          "| ratio to N x measured one-replica | target >= 0.9 |")
+    print(
+        "| replicas | queries | failed | wall s | steady q/s | ideal N x one-replica q/s "
+        "| ratio to N x measured one-replica | target >= 0.9 |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for n, q, failed, wall, rate in rows:
         ratio = rate / (n * single)
@@ -219,9 +221,12 @@ def bench_vllm(args: argparse.Namespace) -> None:
     from ricl_apps.evaluation.engines.local import query_for
 
     model = args.model or str(shipped("ricl/assets/vlm/phantom-qwen2vl"))
-    with tempfile.TemporaryDirectory() as tmp, VLLMServer(
-        model, max_images=1, max_num_seqs=args.max_num_seqs, log=Path(tmp) / "vllm.log"
-    ) as server:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        VLLMServer(
+            model, max_images=1, max_num_seqs=args.max_num_seqs, log=Path(tmp) / "vllm.log"
+        ) as server,
+    ):
         server.wait()
         ds, base = phantom(Path(tmp), args.image_size)
         agent_cfg = {"backend": "openai", "strategy": "zero-shot", "k": 0, "codec": "qwen2vl",
