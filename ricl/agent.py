@@ -22,14 +22,13 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ricl.agent_config import AgentConfig, AgentConfigError
+from ricl.agent_types import GroundingQuery, GroundingResult, as_query
 from ricl.errors import ImageLoadError, RiclError
-from ricl.prompting.messages import Message, codec_frame
+from ricl.prompting.messages import codec_frame
 from ricl.retrieval.errors import QueryError
-from ricl.types import Box, Prediction, PredictionStatus
 from ricl.vlm.errors import VLMError
 
 # what fails one query and not the others: :meth:`GroundingAgent.astream` yields these
@@ -40,6 +39,7 @@ if TYPE_CHECKING:
     from ricl.prompting.builder import Prompt
     from ricl.prompting.strategies import Strategy
     from ricl.retrieval.retriever import Retriever
+    from ricl.two_pass import FirstPass
     from ricl.vlm.base import Generation, VLMBackend, VLMRequest
 
 __all__ = [
@@ -50,72 +50,6 @@ __all__ = [
     "GroundingResult",
     "as_query",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class GroundingQuery:
-    """One query. ``image``: a path or an in-memory image. ``study_id``/``patient_id``
-    feed the retriever's leakage guard; ``box`` the ``location`` selector; ``embedding`` a
-    precomputed query embedding ``(d,)`` that similarity selectors use instead of encoding
-    the image (the image is still what the model sees)."""
-
-    image: Any
-    phrase: str
-    k: int | None = None
-    embedding: Any = None
-    study_id: str | None = None
-    patient_id: str | None = None
-    box: Box | None = None
-    labels: tuple[str, ...] = ()
-    query_id: str | None = None
-
-
-def as_query(query: GroundingQuery | dict[str, Any]) -> GroundingQuery:
-    """A :class:`GroundingQuery` from itself or a mapping of its fields."""
-    return query if isinstance(query, GroundingQuery) else GroundingQuery(**query)
-
-
-@dataclass(frozen=True, slots=True)
-class GroundingResult:
-    """The answer to one query, with everything needed to audit it."""
-
-    phrase: str
-    boxes: tuple[Box, ...]
-    status: PredictionStatus
-    raw: str
-    exemplars: tuple[dict[str, Any], ...] = ()
-    messages: tuple[Message, ...] = ()
-    prompt_hash: str = ""
-    timings: dict[str, float] = field(default_factory=dict)
-    n_repaired: int = 0
-    n_dropped: int = 0
-    error: str | None = None
-    query_id: str | None = None
-    model: str = ""
-    truncated: bool = False  # the answer stopped at max_tokens (finish_reason "length")
-
-    def to_prediction(self, image_id: str) -> Prediction:
-        return Prediction(image_id, self.phrase, self.boxes, status=self.status, raw=self.raw)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able (boxes as lists, messages with image placeholders, timings in ms to
-        the microsecond): the one serialization of a result (evaluation rows build on it)."""
-        return {
-            "query_id": self.query_id,
-            "phrase": self.phrase,
-            "boxes": [b.to_list() for b in self.boxes],
-            "status": self.status,
-            "raw": self.raw,
-            "error": self.error,
-            "n_repaired": self.n_repaired,
-            "n_dropped": self.n_dropped,
-            "exemplars": list(self.exemplars),
-            "messages": [m.to_dict() for m in self.messages],
-            "prompt_hash": self.prompt_hash,
-            "timings": {k: round(v, 3) for k, v in self.timings.items()},
-            "model": self.model,
-            "truncated": self.truncated,
-        }
 
 
 class GroundingAgent:
@@ -164,6 +98,11 @@ class GroundingAgent:
                 seed=cfg.seed,
             )
         self.retriever = retriever
+        self.first_pass: FirstPass | None = None
+        if cfg.first_pass is not None:
+            from ricl.two_pass import FirstPass
+
+            self.first_pass = FirstPass(self)
 
     @classmethod
     def from_yaml(
@@ -196,7 +135,10 @@ class GroundingAgent:
                 patient_id=query.patient_id,
                 labels=tuple(query.labels),
             )
-            found = self.retriever.retrieve(q, k=k, selector=self.config.selector)
+            selector, options = self.config.selector, self.config.selector_options
+            if query.first_pass is not None and query.box is None:  # no provisional box
+                selector, options = self.config.first_pass.fallback_selector, {}  # type: ignore[union-attr]
+            found = self.retriever.retrieve(q, k=k, selector=selector, options=options or None)
             for e in found:
                 ref = None
                 if self.strategy.exemplar_images:
@@ -211,8 +153,16 @@ class GroundingAgent:
         t2 = time.perf_counter()
         return prompt, {"retrieve": (t1 - t0) * 1e3, "prompt": (t2 - t1) * 1e3}
 
+    def refine(self, query: GroundingQuery) -> GroundingQuery:
+        """``query`` after the first pass of a two-pass agent (blocking; :mod:`ricl.two_pass`),
+        else ``query`` itself."""
+        if self.first_pass is None:
+            return query
+        return self.first_pass.run(query)
+
     def request(self, query: GroundingQuery) -> tuple[VLMRequest, dict[str, float]]:
-        """The backend request for ``query`` (what :meth:`ground` sends)."""
+        """The backend request for ``query`` (what :meth:`ground` sends). A two-pass agent
+        expects the query after :meth:`refine` (else the second pass runs without a box)."""
         from ricl.vlm.base import VLMRequest
 
         prompt, timings = self.prepare(query)
@@ -241,6 +191,8 @@ class GroundingAgent:
             rep, drop, model = parsed.n_repaired, parsed.n_dropped, generation.model
             error = parsed.error
         timings = {**timings, "parse": (time.perf_counter() - t0) * 1e3}
+        if query.first_pass is not None:
+            timings["first_pass"] = float(query.first_pass["timings"].get("total", 0.0))
         timings["total"] = sum(v for k, v in timings.items() if k != "model")
         return GroundingResult(
             phrase=query.phrase,
@@ -256,8 +208,8 @@ class GroundingAgent:
             error=error,
             query_id=query.query_id,
             model=model,
-            truncated=generation is not None
-            and generation.usage.get("finish_reason") == "length",
+            truncated=generation is not None and generation.usage.get("finish_reason") == "length",
+            first_pass=query.first_pass,
         )
 
     # ------------------------------------------------------------------ API
@@ -269,7 +221,7 @@ class GroundingAgent:
 
         Raises VLMError (transport/server), QueryError (retrieval), PromptTemplateError.
         """
-        q = GroundingQuery(image, phrase, k, **query)
+        q = self.refine(GroundingQuery(image, phrase, k, **query))
         request, timings = self.request(q)
         t0 = time.perf_counter()
         generation = self.backend.generate(request)
@@ -289,7 +241,7 @@ class GroundingAgent:
         (``openai``: up to ``max_concurrency`` in flight). With ``raise_errors=False`` a
         transport failure makes every query of the batch a ``status="error"`` result that
         keeps the message (an evaluation run records and retries them)."""
-        qs = [as_query(q) for q in queries]
+        qs = [self.refine(as_query(q)) for q in queries]
         prepared = [self.request(q) for q in qs]
         t0 = time.perf_counter()
         try:
@@ -356,7 +308,7 @@ class GroundingAgent:
                 if q is None:
                     return
                 q = as_query(q)
-                pending[asyncio.ensure_future(self._one(q))] = q
+                pending[asyncio.ensure_future(self.answer(q))] = q
 
         try:
             refill()
@@ -375,7 +327,11 @@ class GroundingAgent:
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
 
-    async def _one(self, q: GroundingQuery) -> GroundingResult:
+    async def answer(self, q: GroundingQuery) -> GroundingResult:
+        """One query, end to end (the first pass too, for a two-pass agent); raises what
+        :meth:`astream` yields as per-query errors."""
+        if self.first_pass is not None:
+            q = await self.first_pass.arun(q)
         request, timings = await asyncio.to_thread(self.request, q)
         t0 = time.perf_counter()
         generation = await self.backend.agenerate(request)

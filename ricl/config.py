@@ -35,7 +35,9 @@ class ConfigError(RiclError, ValueError):
     """A configuration is invalid; the one-line message names the source and the key."""
 
 
-def parse_overrides(pairs: Iterable[str] | None, error: type[RiclError] = ConfigError) -> dict[str, Any]:
+def parse_overrides(
+    pairs: Iterable[str] | None, error: type[RiclError] = ConfigError
+) -> dict[str, Any]:
     """``["a.b=1", "c=x"]`` -> ``{"a.b": 1, "c": "x"}`` (values parsed as YAML).
 
     Raises ``error`` for an item that is not ``key=value`` or whose value is not YAML."""
@@ -61,7 +63,11 @@ def apply_overrides(
     """``data`` (never modified) deep-copied with dotted keys set; ``overrides`` are
     ``key=value`` strings or a ``{dotted key: value}`` mapping. Missing intermediate
     mappings are created; setting below a non-mapping raises ``error``."""
-    items = overrides.items() if isinstance(overrides, Mapping) else parse_overrides(overrides, error).items()
+    items = (
+        overrides.items()
+        if isinstance(overrides, Mapping)
+        else parse_overrides(overrides, error).items()
+    )
     out = copy.deepcopy(dict(data))
     for dotted, value in items:
         node = out
@@ -122,7 +128,11 @@ def describe_validation_error(exc: Any) -> str:
         key = ".".join(str(p) for p in err.get("loc", ())) or "(top level)"
         msg = err.get("msg", "invalid")
         got = err.get("input")
-        shown = "" if err.get("type") == "missing" or isinstance(got, (dict, list)) else f" (got {got!r})"
+        shown = (
+            ""
+            if err.get("type") == "missing" or isinstance(got, (dict, list))
+            else f" (got {got!r})"
+        )
         parts.append(f"{key}: {msg}{shown}")
     return _one_line("; ".join(parts))
 

@@ -19,7 +19,7 @@ LAYERS = [
     {"ricl.evaluation"},
     {"ricl.prompting"},
     {"ricl.vlm"},
-    {"ricl.agent", "ricl.agent_config"},
+    {"ricl.agent", "ricl.agent_config", "ricl.agent_types", "ricl.two_pass"},
     {"ricl.integrations"},
 ]
 # entry points, not library: ``python -m ricl`` runs the app's CLI; ``ricl`` re-exports lazily

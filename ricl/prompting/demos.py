@@ -9,58 +9,12 @@ The same choice feeds the ``knn`` box-transfer backend, so both read exemplars a
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from ricl.retrieval.exemplars import Exemplar, ExemplarFinding
+from ricl.retrieval.phrases import phrase_similarity
 
 __all__ = ["Demo", "phrase_similarity", "pick_demo"]
-
-_WORD = re.compile(r"[a-z0-9]+")
-_STOP = frozenset(
-    [
-        "a",
-        "an",
-        "and",
-        "are",
-        "as",
-        "at",
-        "be",
-        "by",
-        "for",
-        "from",
-        "in",
-        "is",
-        "it",
-        "of",
-        "on",
-        "or",
-        "the",
-        "this",
-        "there",
-        "to",
-        "was",
-        "were",
-        "with",
-        "seen",
-        "shows",
-        "show",
-        "noted",
-        "observed",
-    ]
-)
-
-
-def _words(text: str) -> frozenset[str]:
-    return frozenset(w for w in _WORD.findall(text.lower()) if w not in _STOP)
-
-
-def phrase_similarity(a: str, b: str) -> float:
-    """Jaccard similarity of the content words of two phrases, in [0, 1]."""
-    wa, wb = _words(a), _words(b)
-    if not wa or not wb:
-        return 0.0
-    return len(wa & wb) / len(wa | wb)
 
 
 @dataclass(frozen=True, slots=True)

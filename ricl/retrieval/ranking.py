@@ -27,7 +27,6 @@ def _check(name: str, emb: np.ndarray) -> np.ndarray:
     return arr.astype(np.float64, copy=False)
 
 
-
 def topk_indices(
     query_emb: np.ndarray,
     gallery_emb: np.ndarray,

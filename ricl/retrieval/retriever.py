@@ -293,18 +293,21 @@ class Retriever:
         patient_id: str | None = None,
         labels: Iterable[str] | None = None,
         seed: int | None = None,
+        options: dict[str, Any] | None = None,
     ) -> list[Exemplar]:
         """Up to ``k`` exemplars for ``query``, best first, each with its score.
 
         ``query`` is a :class:`Query` or a bare value (see :meth:`Query.coerce`); the keyword
         arguments fill in (override) the matching Query fields. Fewer than k come back only
         when the index (after the guard, or the oracle's label filter) holds fewer.
+        ``options``: the selector's options (``fused``: its weights).
 
         Raises:
-            QueryError: the query lacks what the selector needs (the message says what).
+            QueryError: the query lacks what the selector needs (the message says what), or
+                ``options`` the selector does not take.
             UnknownNameError: unknown selector (close names suggested).
         """
-        from ricl.retrieval.selectors import SELECTORS
+        from ricl.retrieval.selectors import SELECTORS, validate_selector_options
 
         if k < 1:
             raise QueryError(f"k must be >= 1, got {k}")
@@ -320,7 +323,11 @@ class Retriever:
         if q.box is not None and not isinstance(q.box, Box):
             q = replace(q, box=_as_box(q.box))
         select = SELECTORS.get(selector)
+        try:
+            extra = {"options": validate_selector_options(selector, options)} if options else {}
+        except ValueError as exc:
+            raise QueryError(str(exc)) from None
         self.n_queries += 1
         if not self.allow_same_patient and q.study_id is None and q.patient_id is None:
             self.n_unguarded += 1
-        return select(self, q, k, self.excluded(q), seed)
+        return select(self, q, k, self.excluded(q), seed, **extra)

@@ -2,12 +2,14 @@
 
 Every selector is ``fn(retriever, query, k, excluded, seed) -> list[Exemplar]``:
 ``excluded`` holds the exemplar ids the leakage guard removes, ``seed`` overrides the
-retriever's seed (None = the retriever's). Results are de-duplicated by image.
+retriever's seed (None = the retriever's). Results are de-duplicated by image. A selector
+with options (``fused``: :class:`ricl.retrieval.fusion.FusionOptions`) also takes
+``options=``; :data:`SELECTOR_OPTIONS` names their option models.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,7 +20,16 @@ if TYPE_CHECKING:
     from ricl.retrieval.exemplars import Exemplar
     from ricl.retrieval.retriever import Query, Retriever
 
-__all__ = ["SELECTORS", "fine_grained", "label_oracle", "location", "random_selector", "text"]
+__all__ = [
+    "SELECTORS",
+    "SELECTOR_OPTIONS",
+    "fine_grained",
+    "label_oracle",
+    "location",
+    "random_selector",
+    "text",
+    "validate_selector_options",
+]
 
 SELECTORS = Registry(
     "selector",
@@ -28,8 +39,40 @@ SELECTORS = Registry(
         "text": "ricl.retrieval.selectors:text",
         "random": "ricl.retrieval.selectors:random_selector",
         "label-oracle": "ricl.retrieval.selectors:label_oracle",
+        "fused": "ricl.retrieval.fusion:fused",
     },
 )
+
+# selectors that take ``options=``: the pydantic model validating them (import path)
+SELECTOR_OPTIONS: dict[str, str] = {"fused": "ricl.retrieval.fusion:FusionOptions"}
+
+
+def validate_selector_options(selector: str, options: dict[str, Any] | None) -> dict[str, Any]:
+    """``options`` checked against ``selector``'s option model (defaults filled in).
+
+    Raises ValueError naming the selector: options for a selector without any, or keys /
+    values its model rejects (pydantic's message)."""
+    import importlib
+
+    if selector not in SELECTOR_OPTIONS:
+        if options:
+            raise ValueError(
+                f"selector {selector!r} takes no options (got {sorted(options)}); "
+                f"selectors with options: {sorted(SELECTOR_OPTIONS)}"
+            )
+        return {}
+    from pydantic import ValidationError
+
+    from ricl.config import describe_validation_error
+
+    module, _, name = SELECTOR_OPTIONS[selector].partition(":")
+    model = getattr(importlib.import_module(module), name)
+    try:
+        return dict(model(**(options or {})).model_dump())
+    except ValidationError as exc:
+        raise ValueError(
+            f"selector_options of {selector!r}: {describe_validation_error(exc)}"
+        ) from None
 
 
 def fine_grained(

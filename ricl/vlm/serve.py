@@ -28,7 +28,6 @@ from ricl.vlm.errors import VLMConfigError, VLMTransportError
 __all__ = ["VLLMServer", "find_vllm_python"]
 
 
-
 def find_vllm_python(python: str | None = None) -> str | None:
     """The Python of an environment with vLLM, or None."""
     from ricl.resources import checkout_root

@@ -210,21 +210,17 @@ def _card(
     else:
         scored = () if status in _FAILED or status == "missing" else _valid_boxes(pred_lists)
         iou = float(union_iou(scored, tuple(inst.boxes)))
-    exemplars = []
-    for ex in row.get("exemplars") or []:
-        if not isinstance(ex, dict):
-            continue
-        f = ex.get("image_file")
-        exemplars.append(
-            {
-                "img": thumb(Path(f), _ex_side(side)) if isinstance(f, str) else None,
-                "boxes": _pct_boxes(ex.get("boxes")),
-                "phrase": ex.get("phrase") or "",
-                "label": ex.get("study_id") or ex.get("image_id") or ex.get("exemplar_id"),
-                "score": ex.get("score"),
-                "similarity": ex.get("similarity"),
-            }
-        )
+    exemplars = _exemplar_cards(row.get("exemplars"), thumb, side)
+    first = row.get("first_pass") if isinstance(row.get("first_pass"), dict) else None
+    first_card = None
+    if first is not None:
+        first_card = {
+            "how": f"{first.get('backend')}, {first.get('selector')}, k={first.get('k')}",
+            "n_boxes": len(first.get("boxes") or []),
+            "second_selector": first.get("second_selector"),
+            "raw": first.get("raw"),
+            "exemplars": _exemplar_cards(first.get("exemplars"), thumb, side),
+        }
     timings = row.get("timings") if isinstance(row.get("timings"), dict) else {}
     img = thumb(images_root / inst.image_path, side)
     # displayed at the longer side ``side`` even when the image is smaller (phantoms)
@@ -251,7 +247,28 @@ def _card(
         "model": row.get("model"),
         "timing": _timing_text(timings),
         "exemplars": exemplars,
+        "first_pass": first_card,
     }
+
+
+def _exemplar_cards(rows: Any, thumb: _Thumbs, side: int) -> list[dict[str, Any]]:
+    """The exemplar thumbnails of a row's ``exemplars`` list (malformed entries skipped)."""
+    out = []
+    for ex in rows or []:
+        if not isinstance(ex, dict):
+            continue
+        f = ex.get("image_file")
+        out.append(
+            {
+                "img": thumb(Path(f), _ex_side(side)) if isinstance(f, str) else None,
+                "boxes": _pct_boxes(ex.get("boxes")),
+                "phrase": ex.get("phrase") or "",
+                "label": ex.get("study_id") or ex.get("image_id") or ex.get("exemplar_id"),
+                "score": ex.get("score"),
+                "similarity": ex.get("similarity"),
+            }
+        )
+    return out
 
 
 def duration_text(ms: float) -> str:

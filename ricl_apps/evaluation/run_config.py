@@ -132,6 +132,11 @@ class EvalConfig(BaseModel):
                 f"engine.endpoints are OpenAI-compatible servers; agent.backend is "
                 f"{self.agent.backend!r} (use engine.actors for it, or backend: openai)"
             )
+        if self.engine.llm is not None and self.agent.first_pass is not None:
+            raise ValueError(
+                "agent.first_pass (two-pass RICL) runs with engine.endpoints or the local "
+                "engine, not engine.llm (its prompts are rendered before any answer exists)"
+            )
         return self
 
     @property
