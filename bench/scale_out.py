@@ -224,7 +224,9 @@ def bench_vllm(args: argparse.Namespace) -> None:
     with (
         tempfile.TemporaryDirectory() as tmp,
         VLLMServer(
-            model, max_images=1, max_num_seqs=args.max_num_seqs, log=Path(tmp) / "vllm.log"
+            model, max_images=1, max_num_seqs=args.max_num_seqs, log=Path(tmp) / "vllm.log",
+            # every request does its full work in both arms: no prefix or image cache hits
+            extra_args=["--no-enable-prefix-caching", "--mm-processor-cache-gb", "0"],
         ) as server,
     ):
         server.wait()
@@ -238,7 +240,7 @@ def bench_vllm(args: argparse.Namespace) -> None:
         todo = repeated(base, args.queries)
         payloads = [agent.backend.payload(agent.request(query_for(i, ds.images_root, "none"))[0])
                     for i in todo]  # fmt: skip
-        asyncio.run(generator(server.base_url, payloads[: 2 * args.concurrency], args.concurrency))
+        asyncio.run(generator(server.base_url, payloads, args.concurrency))  # warm-up pass
         results: dict[str, list[float]] = {"generator": [], "ricl": []}
         for r in range(args.rounds):
             wall = asyncio.run(generator(server.base_url, payloads, args.concurrency))
@@ -287,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     v.add_argument("--concurrency", type=int, default=16)
     v.add_argument("--max-num-seqs", type=int, default=8)
     v.add_argument("--image-size", type=int, default=256)
-    v.add_argument("--rounds", type=int, default=3)
+    v.add_argument("--rounds", type=int, default=4)
     args = p.parse_args(argv)
     (bench_replicas if args.what == "replicas" else bench_vllm)(args)
 
