@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from ricl.errors import RiclError
 
-__all__ = ["IndexFormatError", "IndexMismatchError", "IndexStoreError", "QueryError"]
+__all__ = [
+    "IndexConfigError",
+    "IndexFormatError",
+    "IndexMismatchError",
+    "IndexStoreError",
+    "QueryError",
+]
 
 
 class IndexStoreError(RiclError):
@@ -17,6 +23,11 @@ class IndexFormatError(IndexStoreError, ValueError):
 
 class IndexMismatchError(IndexStoreError):
     """The index was built with another encoder than the one in use (both are named)."""
+
+
+class IndexConfigError(RiclError, ValueError):
+    """An index type's parameters do not fit the data (e.g. ivfpq ``m`` not dividing the
+    embedding dim, too few vectors to train); the message says which parameter to change."""
 
 
 class QueryError(RiclError, ValueError):

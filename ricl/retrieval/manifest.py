@@ -21,8 +21,17 @@ __all__ = [
 ]
 
 FORMAT = 1
-_PARAMS = {"flat": (), "hnsw": ("M", "ef_construction", "ef_search"), "ivf": ("nlist", "nprobe")}
-_DEFAULTS: dict[str, Any] = {"M": 32, "ef_construction": 200, "ef_search": 128, "nprobe": 16}
+IndexType = Literal["flat", "hnsw", "ivf", "ivfpq", "hnsw-sq"]
+_PARAMS: dict[str, tuple[str, ...]] = {
+    "flat": (),
+    "hnsw": ("M", "ef_construction", "ef_search"),
+    "ivf": ("nlist", "nprobe"),
+    "ivfpq": ("nlist", "m", "nbits", "nprobe"),
+    "hnsw-sq": ("M", "ef_construction", "ef_search"),
+}
+_DEFAULTS: dict[str, Any] = {
+    "M": 32, "ef_construction": 200, "ef_search": 128, "nprobe": 16, "nbits": 8,
+}  # fmt: skip
 
 
 class _Strict(BaseModel):
@@ -36,9 +45,16 @@ class IndexConfig(_Strict):
     * ``hnsw``: ``M`` (graph degree, 32), ``ef_construction`` (200), ``ef_search`` (128).
     * ``ivf``: ``nlist`` (lists; None = ``4 * sqrt(n)``, at most ``n / 39``), ``nprobe`` (16);
       trained on the data being indexed.
+    * ``ivfpq``: ``nlist`` (as ivf, and capped at ``n / 39``), ``m`` (sub-quantizers; must
+      divide the dim; None = the largest divisor <= dim / 4), ``nbits`` (bits per code, 8;
+      needs at least ``2**nbits`` vectors), ``nprobe`` (16). Lowercase ``m``; ``M`` is HNSW's.
+    * ``hnsw-sq``: HNSW over 8-bit scalar-quantized vectors; ``M``, ``ef_construction``,
+      ``ef_search`` as ``hnsw``.
+
+    See :mod:`ricl.retrieval.indexes` for how each is built and sized.
     """
 
-    type: Literal["flat", "hnsw", "ivf"] = "flat"
+    type: IndexType = "flat"
     M: int | None = Field(None, ge=2)
     ef_construction: int | None = Field(
         None, ge=1, validation_alias=AliasChoices("ef_construction", "efConstruction")
@@ -47,6 +63,8 @@ class IndexConfig(_Strict):
         None, ge=1, validation_alias=AliasChoices("ef_search", "efSearch")
     )
     nlist: int | None = Field(None, ge=1)
+    m: int | None = Field(None, ge=1)
+    nbits: int | None = Field(None, ge=1, le=16)
     nprobe: int | None = Field(None, ge=1)
 
     @model_validator(mode="before")
@@ -60,9 +78,15 @@ class IndexConfig(_Strict):
         }
         kind = data.get("type", "flat")
         for key, value in data.items():
-            owner = next((t for t, ps in _PARAMS.items() if key in ps), None)
-            if owner is not None and owner != kind and value is not None:
-                raise ValueError(f"{key!r} is a parameter of index type {owner!r}, not {kind!r}")
+            owners = [t for t, ps in _PARAMS.items() if key in ps]
+            if owners and kind not in owners and value is not None:
+                also = f" (types with {key!r}: {', '.join(owners)})" if len(owners) > 1 else ""
+                hint = ""
+                if key == "M" and kind == "ivfpq":
+                    hint = " (ivfpq's sub-quantizer count is lowercase 'm')"
+                raise ValueError(
+                    f"{key!r} is a parameter of index type {owners[0]!r}, not {kind!r}{also}{hint}"
+                )
         for key in _PARAMS.get(kind, ()):
             if data.get(key) is None and key in _DEFAULTS:
                 data[key] = _DEFAULTS[key]
@@ -99,11 +123,11 @@ class Counts(_Strict):
 
 
 class IndexFileInfo(_Strict):
-    """One FAISS file: the type and parameters actually used (``ivf`` on too few vectors
-    falls back to ``flat``, and ``nlist`` is resolved)."""
+    """One FAISS file: the type and parameters actually used (``ivf`` / ``ivfpq`` /
+    ``hnsw-sq`` on zero vectors fall back to ``flat``; ``nlist`` and ``m`` are resolved)."""
 
     file: str
-    type: Literal["flat", "hnsw", "ivf"]
+    type: IndexType
     params: dict[str, Any]
     ntotal: int
 

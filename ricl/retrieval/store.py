@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import shutil
 import threading
@@ -31,6 +30,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from ricl.retrieval.errors import IndexFormatError, IndexMismatchError, IndexStoreError
+from ricl.retrieval.indexes import make_faiss_index, set_search
 from ricl.retrieval.manifest import FORMAT, IndexConfig, IndexFileInfo, Manifest
 
 if TYPE_CHECKING:
@@ -68,43 +68,6 @@ def default_index_config(n: int) -> IndexConfig:
     return IndexConfig(type="flat") if n <= FLAT_MAX_VECTORS else IndexConfig(type="hnsw")
 
 
-def make_faiss_index(
-    vectors: np.ndarray, config: IndexConfig, seed: int = 0
-) -> tuple[Any, dict[str, Any]]:
-    """Build and fill an inner-product index over ``vectors`` ``(n, d)`` float32.
-
-    Returns ``(index, {"type": ..., "params": ...})`` with the parameters actually used.
-    """
-    import faiss
-
-    x = np.ascontiguousarray(vectors, dtype=np.float32)
-    n, d = x.shape
-    kind, params = config.type, config.params()
-    if kind == "ivf" and n == 0:
-        kind, params = "flat", {}
-    if kind == "flat":
-        index = faiss.IndexFlatIP(d)
-    elif kind == "hnsw":
-        index = faiss.IndexHNSWFlat(d, params["M"], faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = params["ef_construction"]
-        index.hnsw.efSearch = params["ef_search"]
-    else:
-        auto = max(1, min(round(4 * math.sqrt(n)), n // 39))
-        params = {**params, "nlist": min(params["nlist"] or auto, n)}
-        index = faiss.IndexIVFFlat(
-            faiss.IndexFlatIP(d), d, params["nlist"], faiss.METRIC_INNER_PRODUCT
-        )
-        sample = x
-        if n > 256 * params["nlist"]:
-            rng = np.random.default_rng(seed)
-            sample = x[np.sort(rng.choice(n, 256 * params["nlist"], replace=False))]
-        index.train(sample)
-        index.nprobe = params["nprobe"]
-    if n:
-        index.add(x)
-    return index, {"type": kind, "params": params}
-
-
 _THREADS_LOCK = threading.Lock()
 
 
@@ -120,13 +83,6 @@ def _one_thread() -> Iterator[None]:
             yield
         finally:
             faiss.omp_set_num_threads(before)
-
-
-def _set_search(index: Any, info: IndexFileInfo, overrides: dict[str, int]) -> None:
-    if info.type == "hnsw":
-        index.hnsw.efSearch = int(overrides.get("ef_search", info.params["ef_search"]))
-    elif info.type == "ivf":
-        index.nprobe = int(overrides.get("nprobe", info.params["nprobe"]))
 
 
 # ---------------------------------------------------------------------------- directories
@@ -191,12 +147,15 @@ class IndexStore:
             )
 
     def set_search(self, **overrides: int) -> None:
-        """Override ``ef_search`` (hnsw) / ``nprobe`` (ivf) for both indexes."""
+        """Override ``ef_search`` (hnsw, hnsw-sq) / ``nprobe`` (ivf, ivfpq) for both indexes
+        (each index takes the key of its own type; the manifest's value otherwise).
+
+        Raises ValueError for any other key."""
         unknown = set(overrides) - {"ef_search", "nprobe"}
         if unknown:
             raise ValueError(f"unknown search parameters {sorted(unknown)}; use ef_search, nprobe")
-        _set_search(self.global_index, self.manifest.indexes["global"], overrides)
-        _set_search(self.region_index, self.manifest.indexes["regions"], overrides)
+        set_search(self.global_index, self.manifest.indexes["global"], overrides)
+        set_search(self.region_index, self.manifest.indexes["regions"], overrides)
 
     def search(self, which: str, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """FAISS search of ``queries`` ``(nq, d)`` -> ``(scores, ids)``, both ``(nq, k)``;
@@ -211,14 +170,15 @@ class IndexStore:
         return index.search(q, min(k, index.ntotal))
 
     def vectors(self, which: str, ids: np.ndarray) -> np.ndarray:
-        """Stored embeddings of rows ``ids`` -> ``(len(ids), d)`` float32."""
+        """Stored embeddings of rows ``ids`` -> ``(len(ids), d)`` float32 (for ivfpq and
+        hnsw-sq: the decoded, approximate vectors)."""
         import faiss
 
         index = self.global_index if which == "global" else self.region_index
         ids = np.asarray(ids, dtype=np.int64)
         if len(ids) == 0:
             return np.zeros((0, self.manifest.embed_dim), np.float32)
-        if self.manifest.indexes[which].type == "ivf" and which not in self._direct_maps:
+        if self.manifest.indexes[which].type in ("ivf", "ivfpq") and which not in self._direct_maps:
             faiss.extract_index_ivf(index).make_direct_map()
             self._direct_maps.add(which)
         return index.reconstruct_batch(ids)
