@@ -197,7 +197,11 @@ class LoFiModel(nn.Module):
         return F.normalize(z, dim=-1)
 
     def text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """(B, T) ids -> projected text features (B, D), before norm and L2."""
+        """(B, T) ids -> projected text features (B, D), before norm and L2. B == 0 gives an
+        empty (0, D) still connected to ``text_proj`` (the towers cannot run on no rows)."""
+        if input_ids.shape[0] == 0:
+            w = self.text_proj.weight
+            return self.text_proj(w.new_zeros((0, self.text_proj.in_features)))
         out = self.text(input_ids=input_ids, attention_mask=attention_mask)
         if self.config.text_pooling == "last":
             pooled = out.pooler_output
