@@ -292,12 +292,25 @@ def train_encoder_cmd(
     config: Annotated[Path, typer.Option("--config", help="Training recipe (YAML).")],
     overrides: SetOpt = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in out_dir.")] = False,
+    stop_after: Annotated[
+        int | None,
+        typer.Option("--stop-after", min=1, help="End after this global step (checkpointed)."),
+    ] = None,
 ) -> None:
-    """Train the LoFi encoder (seeded, resumable, progress bar with loss terms)."""
+    """Train the LoFi encoder (seeded, resumable, progress bar with loss terms).
+
+    Under torchrun (``torchrun --nproc_per_node N -m ricl_apps.cli train-encoder ...``)
+    batch_size is the global batch; rank 0 writes the run and prints the metrics."""
+    from ricl_apps.train.distributed import env_rank
     from ricl_apps.train.encoder import TrainConfig, train_encoder
 
     cfg = TrainConfig.from_file(config, _overrides(overrides))
-    metrics = train_encoder(cfg, resume=resume)
+    metrics = train_encoder(cfg, resume=resume, stop_after=stop_after)
+    if env_rank() != 0:
+        return
+    if metrics is None:
+        typer.echo(f"stopped after step {stop_after}; continue with --resume")
+        return
     typer.echo(json.dumps(metrics, indent=2))
     typer.echo(f"model: {Path(cfg.out_dir) / 'model'}")
 

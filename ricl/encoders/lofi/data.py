@@ -29,6 +29,7 @@ from ricl.boxes.transforms import letterbox
 from ricl.encoders.base import box_patch_mask
 from ricl.encoders.lofi.config import LoFiConfig
 from ricl.encoders.lofi.losses import format_box_answer
+from ricl.encoders.lofi.shard import AllGather, BatchShard
 from ricl.types import Box, Study
 
 __all__ = [
@@ -115,10 +116,10 @@ class LoFiCollator:
                             max_length=self.config.max_text_length, return_tensors="pt")  # fmt: skip
         return enc["input_ids"], enc["attention_mask"]
 
-    def _sequences(self, pairs: Sequence[tuple[str, str | None]]) -> tuple[Any, Any, Any]:
-        """(prompt, target or None) -> ids, labels (-100 on prompt/padding), mask; (B, T)."""
-        import torch
-
+    def _token_rows(
+        self, pairs: Sequence[tuple[str, str | None]]
+    ) -> list[tuple[list[int], list[int]]]:
+        """(prompt, target or None) -> (ids, labels) lists, labels -100 on the prompt."""
         tok, limit = self.dec_tok, self.config.max_target_length
         rows = []
         for prompt, target in pairs:
@@ -128,11 +129,15 @@ class LoFiCollator:
                 if target is None
                 else tok(target, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
             )
-            ids = (p + t)[:limit]
-            labels = ([-100] * len(p) + t)[:limit]
-            rows.append((ids, labels))
-        width = max(len(r[0]) for r in rows)
-        ids = torch.full((len(rows), width), tok.pad_token_id, dtype=torch.long)
+            rows.append(((p + t)[:limit], ([-100] * len(p) + t)[:limit]))
+        return rows
+
+    def _pack(self, rows: Sequence[tuple[list[int], list[int]]]) -> tuple[Any, Any, Any]:
+        """Token rows -> ids, labels (-100 on prompt/padding), mask; (B, T), right-padded."""
+        import torch
+
+        width = max((len(r[0]) for r in rows), default=1)
+        ids = torch.full((len(rows), width), self.dec_tok.pad_token_id, dtype=torch.long)
         labels = torch.full((len(rows), width), -100, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for i, (a, b) in enumerate(rows):
@@ -140,6 +145,10 @@ class LoFiCollator:
             labels[i, : len(b)] = torch.tensor(b)
             mask[i, : len(a)] = 1
         return ids, labels, mask
+
+    def _sequences(self, pairs: Sequence[tuple[str, str | None]]) -> tuple[Any, Any, Any]:
+        """(prompt, target or None) -> ids, labels (-100 on prompt/padding), mask; (B, T)."""
+        return self._pack(self._token_rows(pairs))
 
     def _location_pair(self, sample: LoFiSample) -> tuple[str, str | None]:
         if not sample.findings:
@@ -150,38 +159,85 @@ class LoFiCollator:
         return region_prompt(boxes), phrase
 
     def __call__(self, samples: Sequence[LoFiSample]) -> dict[str, Any]:
+        """The batch of ``samples`` (see the module docstring for its keys and shapes)."""
+        return self._collate(samples, 0, len(samples))[0]
+
+    def shard(
+        self, samples: Sequence[LoFiSample], rank: int, world: int, all_gather: AllGather
+    ) -> dict[str, Any]:
+        """Rank ``rank``'s contiguous ``len(samples) / world`` samples of a global batch.
+
+        The random choices are those ``self(samples)`` makes (drawn for the whole batch, in
+        order); ``positives`` is (b, B) and ``region_same`` (m, M) against the whole batch;
+        ``batch["shard"]`` is the :class:`BatchShard` ``LoFiModel.forward`` needs. Every
+        rank must collate the same samples with the same seed. Raises ValueError when
+        ``len(samples)`` is not a multiple of ``world`` or ``rank`` is out of range.
+        """
+        n = len(samples)
+        if world < 1 or n % world or not 0 <= rank < world:
+            raise ValueError(f"cannot split {n} samples into {world} equal shards (rank {rank})")
+        b = n // world
+        batch, regions, caption_tokens, location_tokens = self._collate(
+            samples, rank * b, (rank + 1) * b
+        )
+        batch["shard"] = BatchShard(
+            rank=rank,
+            sample_sizes=(b,) * world,
+            region_sizes=tuple(sum(regions[r * b : (r + 1) * b]) for r in range(world)),
+            caption_tokens=caption_tokens,
+            location_tokens=location_tokens,
+            all_gather=all_gather,
+        )
+        return batch
+
+    def _collate(
+        self, samples: Sequence[LoFiSample], lo: int, hi: int
+    ) -> tuple[dict[str, Any], list[int], int, int]:
+        """Batch of ``samples[lo:hi]`` with the whole batch's random choices and cross terms,
+        + (regions per sample, supervised caption tokens, supervised location tokens) of
+        the whole batch."""
         import torch
 
         reports = [s.report for s in samples]
-        text_ids, text_mask = self._texts(reports)
-        positives = torch.tensor([[a == b for b in reports] for a in reports])
-        masks, image_index, phrases = [], [], []
-        for i, s in enumerate(samples):
-            for phrase, boxes in s.findings:
+        caption = self._token_rows([(CAPTION_PROMPT, r) for r in reports])
+        location = self._token_rows([self._location_pair(s) for s in samples])  # RNG: in order
+        phrases = [p for s in samples for p, boxes in s.findings for _ in boxes]
+        regions = [sum(len(boxes) for _, boxes in s.findings) for s in samples]
+        r0, r1 = sum(regions[:lo]), sum(regions[:hi])
+        local = samples[lo:hi]
+        text_ids, text_mask = self._texts(reports[lo:hi])
+        masks, image_index = [], []
+        for i, s in enumerate(local):
+            for _, boxes in s.findings:
                 for b in boxes:
                     masks.append(box_patch_mask(b, self.config.grid))
                     image_index.append(i)
-                    phrases.append(phrase)
         n_patches = self.config.grid[0] * self.config.grid[1]
         batch: dict[str, Any] = {
             "pixel_values": pixels_to_tensor(
-                [s.pixels for s in samples], self.config.image_mean, self.config.image_std
+                [s.pixels for s in local], self.config.image_mean, self.config.image_std
             ),
             "text_ids": text_ids,
             "text_mask": text_mask,
-            "positives": positives,
-            "caption": self._sequences([(CAPTION_PROMPT, r) for r in reports]),
-            "location": self._sequences([self._location_pair(s) for s in samples]),
+            "positives": torch.tensor(
+                [[a == b for b in reports] for a in reports[lo:hi]], dtype=torch.bool
+            ).reshape(hi - lo, len(reports)),
+            "caption": self._pack(caption[lo:hi]),
+            "location": self._pack(location[lo:hi]),
             "region_masks": torch.from_numpy(np.array(masks, dtype=bool).reshape(-1, n_patches)),
             "region_image": torch.tensor(image_index, dtype=torch.long),
             "region_same": torch.tensor(
-                [[a == b for b in phrases] for a in phrases], dtype=torch.bool
-            ).reshape(len(phrases), len(phrases)),
+                [[a == b for b in phrases] for a in phrases[r0:r1]], dtype=torch.bool
+            ).reshape(r1 - r0, len(phrases)),
         }
-        if phrases:
-            batch["region_text_ids"], batch["region_text_mask"] = self._texts(phrases)
+        if r1 > r0:
+            batch["region_text_ids"], batch["region_text_mask"] = self._texts(phrases[r0:r1])
         else:
             t = self.config.max_text_length
             batch["region_text_ids"] = torch.zeros((0, t), dtype=torch.long)
             batch["region_text_mask"] = torch.zeros((0, t), dtype=torch.long)
-        return batch
+
+        def supervised(rows: list[tuple[list[int], list[int]]]) -> int:
+            return sum(1 for _, labels in rows for y in labels if y != -100)
+
+        return batch, regions, supervised(caption), supervised(location)

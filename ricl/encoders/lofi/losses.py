@@ -45,6 +45,7 @@ __all__ = [
     "region_contrast_loss",
     "same_key_mask",
     "sigmoid_loss",
+    "sigmoid_loss_rows",
 ]
 
 BOX_SCALE = 1000  # location-aware captioning coordinates are integers 0..BOX_SCALE
@@ -87,16 +88,43 @@ def sigmoid_loss(
     b = image_emb.shape[0]
     if text_emb.shape[0] != b:
         raise ValueError(f"image_emb has {b} rows, text_emb {text_emb.shape[0]}")
+    return sigmoid_loss_rows(image_emb, text_emb, logit_scale, logit_bias, positives)
+
+
+def sigmoid_loss_rows(
+    image_rows: Tensor,
+    text_emb: Tensor,
+    logit_scale: Tensor,
+    logit_bias: Tensor,
+    positives: Tensor | None = None,
+    row_offset: int = 0,
+    normalizer: float | None = None,
+) -> Tensor:
+    """Rows ``[row_offset, row_offset + b)`` of the SigLIP loss of a B x B problem.
+
+    ``image_rows`` (b, d) are those rows' image embeddings, ``text_emb`` (B, d) every text;
+    ``positives`` (b, B) bool, OR-ed with the shifted diagonal ``(i, row_offset + i)``.
+    Returns the sum of the rows' pairwise terms divided by ``normalizer`` (default: b).
+    So the row blocks of a batch split over ranks sum, times b / B, to :func:`sigmoid_loss`
+    (the data-parallel trainer's per-rank term: local rows against all columns).
+    b == 0 gives a zero with a gradient path through both inputs. Raises ValueError on
+    shapes that do not fit.
+    """
+    b, n = image_rows.shape[0], text_emb.shape[0]
+    if row_offset < 0 or row_offset + b > n:
+        raise ValueError(f"rows [{row_offset}, {row_offset + b}) do not fit {n} texts")
     if b == 0:
-        return (image_emb.sum() + text_emb.sum() + logit_scale.sum() + logit_bias.sum()) * 0
-    logits = _acc(image_emb) @ _acc(text_emb).T * _acc(logit_scale).exp() + _acc(logit_bias)
-    pos = torch.eye(b, dtype=torch.bool, device=logits.device)
+        return (image_rows.sum() + text_emb.sum() + logit_scale.sum() + logit_bias.sum()) * 0
+    logits = _acc(image_rows) @ _acc(text_emb).T * _acc(logit_scale).exp() + _acc(logit_bias)
+    pos = torch.zeros((b, n), dtype=torch.bool, device=logits.device)
+    rows = torch.arange(b, device=logits.device)
+    pos[rows, rows + row_offset] = True
     if positives is not None:
-        if positives.shape != (b, b):
-            raise ValueError(f"positives must be ({b}, {b}), got {tuple(positives.shape)}")
+        if positives.shape != (b, n):
+            raise ValueError(f"positives must be ({b}, {n}), got {tuple(positives.shape)}")
         pos = pos | positives.to(device=logits.device, dtype=torch.bool)
     labels = pos.to(logits.dtype) * 2 - 1
-    return -F.logsigmoid(labels * logits).sum() / b
+    return -F.logsigmoid(labels * logits).sum() / (b if normalizer is None else normalizer)
 
 
 def body_mask_from_pixels(
@@ -185,23 +213,37 @@ def region_contrast_loss(
     logit_scale: Tensor,
     logit_bias: Tensor,
     same_phrase: Tensor | None = None,
+    row_offset: int = 0,
+    normalizer: float | None = None,
 ) -> Tensor:
     """ALC-ITR-style sigmoid loss of M box-pooled regions vs their M phrases (see module doc).
 
     ``same_phrase`` (M, M) bool marks identical phrases (build it with :func:`same_key_mask`);
     default: diagonal. Normalized by M. M == 0 gives a zero with a gradient path.
+    ``row_offset`` / ``normalizer``: the regions are rows of a larger problem whose phrases
+    are all of ``phrase_emb`` (``same_phrase`` then (m, M)), as :func:`sigmoid_loss_rows`.
     """
     if region_emb.shape[0] == 0:
         return (region_emb.sum() + phrase_emb.sum() + logit_scale.sum() + logit_bias.sum()) * 0
-    return sigmoid_loss(region_emb, phrase_emb, logit_scale, logit_bias, positives=same_phrase)
+    if row_offset == 0 and normalizer is None and phrase_emb.shape[0] != region_emb.shape[0]:
+        raise ValueError(f"{region_emb.shape[0]} regions, {phrase_emb.shape[0]} phrases")
+    return sigmoid_loss_rows(region_emb, phrase_emb, logit_scale, logit_bias, same_phrase,
+                             row_offset, normalizer)  # fmt: skip
 
 
-def lm_loss(logits: Tensor, labels: Tensor, ignore_index: int = -100) -> Tensor:
+def lm_loss(
+    logits: Tensor, labels: Tensor, ignore_index: int = -100, normalizer: float | None = None
+) -> Tensor:
     """Causal LM cross entropy: logits[:, t] predicts labels[:, t + 1]; mean over supervised
-    tokens, 0 (with a gradient path) when there are none. No host sync."""
+    tokens, 0 (with a gradient path) when there are none. No host sync.
+
+    ``normalizer`` replaces the supervised-token count as the divisor (a data-parallel rank
+    divides its sum by the global batch's count over the number of ranks)."""
     z = _acc(logits[:, :-1]).reshape(-1, logits.shape[-1])
     y = labels[:, 1:].reshape(-1).to(device=z.device, dtype=torch.long)
     total = F.cross_entropy(z, y, ignore_index=ignore_index, reduction="sum")
+    if normalizer is not None:
+        return total / normalizer
     count = (y != ignore_index).sum().clamp(min=1)
     return total / count  # a sum over zero tokens is 0 and keeps its grad_fn
 

@@ -28,6 +28,7 @@ from torch import nn
 
 from ricl.encoders.lofi import losses as L
 from ricl.encoders.lofi.config import LoFiConfig
+from ricl.encoders.lofi.shard import BatchShard
 
 __all__ = ["LoFiModel"]
 
@@ -171,6 +172,16 @@ class LoFiModel(nn.Module):
         pooled, _ = self.attention_pool(tokens[image_index], keep=masks)
         return self.project_image(pooled)
 
+    def region_features(
+        self, tokens: torch.Tensor, masks: torch.Tensor, image_index: torch.Tensor
+    ) -> torch.Tensor:
+        """Like :meth:`region_embeds` before norm and L2 -> (M, D); M == 0 gives an empty
+        tensor that is still connected to ``image_proj`` (a gradient path for every rank)."""
+        if masks.shape[0] == 0:
+            return self.image_proj(tokens[:0, 0])
+        pooled, _ = self.attention_pool(tokens[image_index], keep=masks)
+        return self.image_proj(pooled)
+
     def project_image(self, pooled: torch.Tensor) -> torch.Tensor:
         """Pooled vision features (B, C) -> embeddings (B, D), L2-normalized (global and regions)."""
         z = self.image_proj(pooled)
@@ -180,16 +191,24 @@ class LoFiModel(nn.Module):
 
     def text_embeds(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """(B, T) ids padded to max_text_length -> (B, D) normalized (``config.text_pooling``)."""
+        z = self.text_features(input_ids, attention_mask)
+        if z.shape[0] > 1 or not self.training:
+            z = self.text_norm(z)
+        return F.normalize(z, dim=-1)
+
+    def text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, T) ids -> projected text features (B, D), before norm and L2. B == 0 gives an
+        empty (0, D) still connected to ``text_proj`` (the towers cannot run on no rows)."""
+        if input_ids.shape[0] == 0:
+            w = self.text_proj.weight
+            return self.text_proj(w.new_zeros((0, self.text_proj.in_features)))
         out = self.text(input_ids=input_ids, attention_mask=attention_mask)
         if self.config.text_pooling == "last":
             pooled = out.pooler_output
         else:
             m = attention_mask.unsqueeze(-1).to(out.last_hidden_state.dtype)
             pooled = self.text.head((out.last_hidden_state * m).sum(1) / m.sum(1).clamp(min=1))
-        z = self.text_proj(pooled)
-        if z.shape[0] > 1 or not self.training:
-            z = self.text_norm(z)
-        return F.normalize(z, dim=-1)
+        return self.text_proj(pooled)
 
     def image_prefix(self, tokens: torch.Tensor) -> torch.Tensor:
         """Patch tokens (B, N, C) -> decoder prefix (B, N / pool², H)."""
@@ -201,8 +220,9 @@ class LoFiModel(nn.Module):
         return self.projector(pooled)
 
     def decoder_loss(self, prefix: torch.Tensor, ids: torch.Tensor, labels: torch.Tensor,
-                     mask: torch.Tensor) -> torch.Tensor:  # fmt: skip
-        """LM loss of ``ids`` (B, T) after the image prefix; ``labels`` -100 where unsupervised."""
+                     mask: torch.Tensor, normalizer: float | None = None) -> torch.Tensor:  # fmt: skip
+        """LM loss of ``ids`` (B, T) after the image prefix; ``labels`` -100 where unsupervised
+        (``normalizer``: see :func:`~ricl.encoders.lofi.losses.lm_loss`)."""
         emb = self.decoder.get_input_embeddings()(ids)
         inputs = torch.cat([prefix.to(emb.dtype), emb], dim=1)
         pre = torch.ones(prefix.shape[:2], dtype=mask.dtype, device=mask.device)
@@ -212,43 +232,84 @@ class LoFiModel(nn.Module):
             1,
         )
         logits = self.decoder(inputs_embeds=inputs, attention_mask=full_mask).logits
-        return L.lm_loss(logits, full_labels)
+        return L.lm_loss(logits, full_labels, normalizer=normalizer)
 
     # ------------------------------------------------------------------ training
+    def _embed(
+        self, feats: dict[str, torch.Tensor], shard: BatchShard | None
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Projected features ``{image, text, region, phrase: (n, D)}`` -> (this rank's rows,
+        every rank's rows), both normalized: batch norm when configured (statistics of the
+        whole global batch; skipped for a single row in training) then L2. Texts/phrases
+        (the contrastive columns) and, with batch norm, images/regions are gathered from all
+        ranks in one collective; without a shard "every rank" is this process."""
+        full, offsets = dict(feats), {k: 0 for k in feats}
+        if shard is not None:
+            sizes = {"image": shard.sample_sizes, "text": shard.sample_sizes,
+                     "region": shard.region_sizes, "phrase": shard.region_sizes}  # fmt: skip
+            bn = self.config.batchnorm_embeddings
+            need = [k for k in feats if bn or k in ("text", "phrase")]
+            full.update(shard.gather({k: (feats[k], sizes[k]) for k in need}))
+            offsets.update({k: shard.offset(sizes[k]) for k in need})
+        local: dict[str, torch.Tensor] = {}
+        for k, z in full.items():  # image before region, text before phrase: BN update order
+            if z.shape[0] > 1 or not self.training:
+                z = (self.image_norm if k in ("image", "region") else self.text_norm)(z)
+            full[k] = F.normalize(z, dim=-1)
+            local[k] = full[k][offsets[k] : offsets[k] + feats[k].shape[0]]
+        return local, full
+
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """One training step's loss terms for a collated batch (see ``lofi.data.LoFiCollator``)."""
+        """One training step's loss terms for a collated batch (see ``lofi.data.LoFiCollator``).
+
+        With ``batch["shard"]`` (a :class:`~ricl.encoders.lofi.shard.BatchShard`, from
+        ``LoFiCollator.shard``) the batch is one data-parallel rank's slice and each term is
+        this rank's estimate of the global-batch term: the mean over ranks of the terms and
+        of their gradients equals the single-process values (see :mod:`.shard`). Every rank
+        must then call forward and backward the same number of times (one collective each).
+        """
         w = self.config.weights
-        img = self.image_embeds(batch["pixel_values"])
-        out: dict[str, torch.Tensor] = {}
+        shard: BatchShard | None = batch.get("shard")
+        tokens = self.vision_tokens(batch["pixel_values"])
+        pooled, attn = self.attention_pool(tokens)
+        feats = {"image": self.image_proj(pooled)}
         if w.sigmoid > 0 or w.region_contrast > 0:
-            txt = self.text_embeds(batch["text_ids"], batch["text_mask"])
+            feats["text"] = self.text_features(batch["text_ids"], batch["text_mask"])
+        if w.region_contrast > 0:
+            feats["region"] = self.region_features(
+                tokens, batch["region_masks"], batch["region_image"]
+            )
+            feats["phrase"] = self.text_features(
+                batch["region_text_ids"], batch["region_text_mask"]
+            )
+        local, full = self._embed(feats, shard)
+        world = 1 if shard is None else shard.world
+        out: dict[str, torch.Tensor] = {}
         if w.sigmoid > 0:
-            out["sigmoid_loss"] = L.sigmoid_loss(img["embeds"], txt, self.logit_scale, self.logit_bias,
-                                                 positives=batch["positives"])  # fmt: skip
+            out["sigmoid_loss"] = L.sigmoid_loss_rows(
+                local["image"], full["text"], self.logit_scale, self.logit_bias, batch["positives"],
+                row_offset=0 if shard is None else shard.offset(shard.sample_sizes),
+            )  # fmt: skip
         if w.caption > 0 or w.location > 0:
-            prefix = self.image_prefix(img["tokens"])
-            if w.caption > 0:
-                out["caption_loss"] = self.decoder_loss(prefix, *batch["caption"])
-            if w.location > 0:
-                out["location_loss"] = self.decoder_loss(prefix, *batch["location"])
-        if w.pseudo_seg > 0:
+            prefix = self.image_prefix(tokens)
+            for key in ("caption", "location"):
+                if getattr(w, key) > 0:
+                    tokens_global = None if shard is None else getattr(shard, f"{key}_tokens")
+                    norm = None if tokens_global is None else max(tokens_global, 1) / world
+                    out[f"{key}_loss"] = self.decoder_loss(prefix, *batch[key], normalizer=norm)
+        if w.pseudo_seg > 0:  # a mean over the (equal-sized) local slice
             body = L.body_mask_from_pixels(batch["pixel_values"], self.grid)
-            b = img["attn"].shape[0]
-            target = L.pseudo_masks_from_attention(img["attn"].detach().reshape(b, *self.grid), body,
+            b = attn.shape[0]
+            target = L.pseudo_masks_from_attention(attn.detach().reshape(b, *self.grid), body,
                                                    self.config.seg_percentile, self.config.seg_sigma)  # fmt: skip
-            logits = self.seg_head(img["tokens"]).reshape(b, *self.grid)
+            logits = self.seg_head(tokens).reshape(b, *self.grid)
             out["pseudo_seg_loss"] = L.dice_bce_loss(logits, target)
         if w.region_contrast > 0:
-            regions = self.region_embeds(
-                img["tokens"], batch["region_masks"], batch["region_image"]
-            )
-            phrases = self.text_embeds(batch["region_text_ids"], batch["region_text_mask"])
             out["region_contrast_loss"] = L.region_contrast_loss(
-                regions,
-                phrases,
-                self.region_logit_scale,
-                self.region_logit_bias,
+                local["region"], full["phrase"], self.region_logit_scale, self.region_logit_bias,
                 batch["region_same"],
-            )
+                row_offset=0 if shard is None else shard.offset(shard.region_sizes),
+                normalizer=None if shard is None else max(sum(shard.region_sizes), 1) / world,
+            )  # fmt: skip
         out["logit_scale"] = self.logit_scale.detach().exp()
         return out
