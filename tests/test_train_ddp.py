@@ -159,10 +159,11 @@ def test_indivisible_batch_size_fails_with_one_line(recipe, tmp_path):
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 2 and r.stderr.strip().startswith(want)
     assert len(r.stderr.strip().splitlines()) == 1
-    # under torchrun: every rank prints that line and exits 2; torchrun itself exits non-zero
+    # under torchrun: the first rank to fail prints that line and exits 2 (torchrun may stop
+    # the other rank before it gets there), and torchrun itself exits non-zero
     r = _torchrun(2, *args)
     assert r.returncode != 0
-    assert r.stderr.count(want) == 2 and r.stderr.count("exitcode  : 2") == 2
+    assert r.stderr.count(want) >= 1 and "exitcode  : 2" in r.stderr
     assert not (tmp_path / "x").exists()
 
 
