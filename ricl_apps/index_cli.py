@@ -1,4 +1,4 @@
-"""``ricl index build`` / ``ricl index query``: a typer app mounted by ``ricl_apps.cli``
+"""``ricl index build`` / ``merge`` / ``query``: a typer app mounted by ``ricl_apps.cli``
 (``app.add_typer(index_app, name="index")``). No logic of its own; nothing heavy is
 imported until a command runs. Errors ricl raises on purpose are RiclError subclasses,
 which ``ricl_apps.cli.main`` prints as one line (exit status 2).
@@ -37,6 +37,27 @@ def _portable_spec(spec: str) -> str:
     return spec
 
 
+def _config(index_type: str, param: list[str] | None) -> Any:
+    from ricl.config import validate_mapping
+    from ricl.retrieval.manifest import IndexConfig
+
+    return validate_mapping(IndexConfig, {"type": index_type, **_params(param)},
+                            "--index-type/--param", what="index parameters")  # fmt: skip
+
+
+def _rank_device(part: tuple[int, int] | None, shard: str | None) -> str | None:
+    """``cuda:LOCAL_RANK`` for a shard taken from torchrun's environment on a CUDA machine."""
+    import os
+
+    if part is None or shard is not None or "LOCAL_RANK" not in os.environ:
+        return None
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch ships with ricl
+        return None
+    return f"cuda:{int(os.environ['LOCAL_RANK'])}" if torch.cuda.is_available() else None
+
+
 def _box(text: str | None) -> Any:
     if text is None:
         return None
@@ -61,26 +82,66 @@ def build_cmd(
     param: Annotated[list[str] | None, typer.Option("--param", help="Index parameter KEY=VALUE, e.g. M=32, efSearch=128, nlist=1024, nprobe=16, m=96, nbits=8 (repeatable).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per encoder batch.")] = 32,
     include_normal: Annotated[bool, typer.Option("--include-normal", help="Also index normal studies.")] = False,
+    shard: Annotated[str | None, typer.Option("--shard", help="Embed only shard I/N (0-based) into OUT/shard-IIIII-of-NNNNN/; then `ricl index merge`. Default under torchrun (WORLD_SIZE > 1): RANK/WORLD_SIZE.")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="Encoder device (default: the loader's; cuda:LOCAL_RANK for a torchrun shard when CUDA is available).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
 ) -> None:  # fmt: skip
     """Embed every exemplar of a split (resumable: rerun after an interruption) and write
-    the index atomically."""
+    the index atomically; with --shard (or under torchrun), embed one shard of it."""
 
-    from ricl.config import validate_mapping
     from ricl.data.spec import DatasetSpec
     from ricl.encoders import load
     from ricl.retrieval.build import build_index
-    from ricl.retrieval.store import IndexConfig
+    from ricl.retrieval.shards import build_shard, parse_shard, shard_from_env
 
-    config = validate_mapping(IndexConfig, {"type": index_type, **_params(param)},
-                              "--index-type/--param", what="index parameters")  # fmt: skip
+    config = _config(index_type, param)
+    part = parse_shard(shard) if shard is not None else shard_from_env()
     ds = DatasetSpec(
         name=dataset, root=str(root), images=None if images is None else str(images)
     ).open()
+    device = device or _rank_device(part, shard)
+    enc = load(encoder, **({"device": device} if device else {}))
+    if part is not None:
+        sm = build_shard(enc, ds, split, out, part, config, batch_size=batch_size,
+                         include_normal=include_normal, encoder_spec=_portable_spec(encoder))  # fmt: skip
+        if json_out:
+            typer.echo(sm.model_dump_json(indent=2))
+            return
+        s = sm.shard
+        typer.echo(
+            f"wrote shard {s.index}/{s.count} to {out}: exemplars [{s.start}, {s.stop}) of "
+            f"{s.total}; when all {s.count} are done: ricl index merge {out} --out INDEX_DIR"
+        )
+        return
     manifest = build_index(
-        load(encoder), ds, split, out, config, batch_size=batch_size,
+        enc, ds, split, out, config, batch_size=batch_size,
         include_normal=include_normal, encoder_spec=_portable_spec(encoder),
     )  # fmt: skip
+    if json_out:
+        typer.echo(json.dumps(manifest.model_dump(mode="json"), indent=2))
+    else:
+        c, g = manifest.counts, manifest.indexes["global"]
+        typer.echo(
+            f"wrote {out}: {c.exemplars} exemplars, {c.regions} regions, {g.type} {g.params}"
+        )
+
+
+@index_app.command("merge")
+def merge_cmd(
+    shards: Annotated[list[Path], typer.Argument(help="Shard folders (shard-IIIII-of-NNNNN), or the folder holding them.")],
+    out: Annotated[Path, typer.Option("--out", help="Index directory to write.")],
+    index_type: Annotated[str | None, typer.Option("--index-type", help="flat, hnsw, ivf, ivfpq or hnsw-sq (default: what the shards were built for).")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", help="Index parameter KEY=VALUE (with --index-type; repeatable).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+) -> None:  # fmt: skip
+    """Check that the shards form one complete build, then write the index (the same files
+    a one-process `ricl index build` writes)."""
+    from ricl.retrieval.shards import merge_shards
+
+    if param and index_type is None:
+        raise typer.BadParameter("--param needs --index-type (the type its keys belong to)")
+    config = None if index_type is None else _config(index_type, param)
+    manifest = merge_shards(shards, out, config)
     if json_out:
         typer.echo(json.dumps(manifest.model_dump(mode="json"), indent=2))
     else:

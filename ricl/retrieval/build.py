@@ -18,6 +18,8 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,7 +52,15 @@ if TYPE_CHECKING:
     from ricl.encoders.base import Encoder
     from ricl.types import Study
 
-__all__ = ["BuildError", "build_index", "dataset_fingerprint"]
+__all__ = [
+    "BuildError",
+    "ExemplarSet",
+    "build_index",
+    "dataset_fingerprint",
+    "embed_exemplars",
+    "exemplar_set",
+    "write_index",
+]
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +184,154 @@ def _embed_batches(
             bar.advance(task, len(batch))
 
 
+@dataclass(frozen=True)
+class ExemplarSet:
+    """The exemplars of one split, as every build (whole or sharded) numbers them.
+
+    ``n_split``: studies in the split; ``digest``: sha256 (16 hex) of the records, so that
+    shards of one plan can be told from shards of another."""
+
+    split: str
+    n_split: int
+    studies: list[Study]
+    exemplars: list[Exemplar]
+    digest: str
+
+
+def exemplar_set(dataset: GroundingDataset, split: str, include_normal: bool) -> ExemplarSet:
+    """The exemplars of ``split`` (ids 0..n-1 in study order).
+
+    Raises BuildError when the split has none."""
+    split = canonical_split(split, dataset.name)
+    split_studies = dataset.studies_of(split)
+    studies = exemplar_studies(split_studies, include_normal)
+    if not studies:
+        raise BuildError(
+            f"{dataset.name} ({dataset.root}): split {split!r} has no exemplar studies "
+            f"({len(split_studies)} studies, none with a positive finding"
+            f"{'' if include_normal else '; include_normal=True keeps normal ones'})"
+        )
+    exemplars = [Exemplar.from_study(i, s) for i, s in enumerate(studies)]
+    records = "\n".join(json.dumps(e.to_dict(), sort_keys=True) for e in exemplars)
+    digest = hashlib.sha256(records.encode()).hexdigest()[:16]
+    return ExemplarSet(split, len(split_studies), studies, exemplars, digest)
+
+
+def embed_exemplars(
+    encoder: Encoder,
+    dataset: GroundingDataset,
+    studies: list[Study],
+    exemplars: list[Exemplar],
+    work: Path,
+    plan: dict[str, Any],
+    batch_size: int,
+    progress: bool,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Embed ``studies`` (with their ``exemplars``) in batches of ``batch_size``, resumably
+    in ``work`` (see the module docstring; a work folder of another ``plan`` is discarded).
+
+    Returns the per-batch global ``(b, d)`` and region ``(boxes in batch, d)`` arrays, in
+    order, memory-mapped read-only from the work folder (valid until it is removed).
+    Raises BuildError on wrong encoder output; an interruption is logged and re-raised."""
+    shards = _prepare_work_dir(work, plan)
+    starts = list(range(0, len(studies), batch_size))
+    try:
+        _embed_batches(encoder, dataset, studies, exemplars, starts, batch_size, shards, progress)
+    except BaseException:
+        done = len(list(shards.glob("*-regions.npy")))
+        log.warning(
+            "index build interrupted: %d of %d batches are saved in %s; rerun the same build "
+            "to resume", done, len(starts), work,
+        )  # fmt: skip
+        raise
+
+    def load(b: int, kind: str) -> np.ndarray:
+        return np.load(shards / f"{b:06d}-{kind}.npy", mmap_mode="r", allow_pickle=False)
+
+    g = [load(b, "global") for b in range(len(starts))]
+    r = [load(b, "regions") for b in range(len(starts))]
+    n_boxes = sum(len(e.boxes) for e in exemplars)
+    if sum(len(x) for x in r) != n_boxes:  # pragma: no cover - guarded per batch
+        raise BuildError(f"{work}: {sum(len(x) for x in r)} region embeddings for {n_boxes} boxes")
+    return g, r
+
+
+def write_index(
+    staging: Path,
+    g: Sequence[np.ndarray],
+    r: Sequence[np.ndarray],
+    exemplars: list[Exemplar],
+    *,
+    encoder: EncoderInfo,
+    embed_dim: int,
+    dataset: DatasetInfo,
+    normal_skipped: int,
+    index: IndexConfig | None,
+    seed: int,
+) -> Manifest:
+    """Write a complete index directory into the empty folder ``staging`` (manifest last).
+
+    ``g``: chunks of global embeddings (row i = exemplar i), ``r``: chunks of region
+    embeddings (one per gold box, in :func:`region_table` order). ``index`` None picks one
+    per file by its size (:func:`ricl.retrieval.store.default_index_config`).
+    Raises IndexConfigError from :func:`make_faiss_index` (parameters unfit for the data)."""
+    import ricl
+
+    regions = region_table(exemplars)
+    n_g, n_r = sum(len(x) for x in g), sum(len(x) for x in r)
+    if n_g != len(exemplars) or n_r != len(regions):  # pragma: no cover - callers check
+        raise BuildError(
+            f"{staging}: {n_g} / {n_r} embeddings for {len(exemplars)} / {len(regions)}"
+        )
+    g_config = index or default_index_config(n_g)
+    g_index, g_info = make_faiss_index(g, g_config, seed)
+    write_faiss(g_index, staging / "global.faiss")
+    del g_index
+    r_index, r_info = make_faiss_index(r, index or default_index_config(n_r), seed)
+    write_faiss(r_index, staging / "regions.faiss")
+    del r_index
+    np.save(
+        staging / "regions.npy",
+        np.asarray(regions, dtype=np.int64).reshape(-1, 3),
+        allow_pickle=False,
+    )
+    write_exemplars(staging / "exemplars.jsonl", exemplars)
+    manifest = Manifest(
+        ricl_version=ricl.__version__,
+        built_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        encoder=encoder,
+        embed_dim=embed_dim,
+        counts=Counts(
+            exemplars=len(exemplars),
+            regions=len(regions),
+            findings=sum(len(e.findings) for e in exemplars),
+            normal_skipped=normal_skipped,
+        ),
+        dataset=dataset,
+        index=g_config,
+        indexes={
+            "global": IndexFileInfo(file="global.faiss", ntotal=n_g, **g_info),
+            "regions": IndexFileInfo(file="regions.faiss", ntotal=n_r, **r_info),
+        },
+    )
+    write_manifest(staging, manifest)  # last: a folder without it never loads
+    return manifest
+
+
+def dataset_info(
+    dataset: GroundingDataset, fingerprint: str, split: str, include_normal: bool
+) -> DatasetInfo:
+    """What a manifest records about the data set."""
+    return DatasetInfo(
+        name=dataset.name,
+        fingerprint=fingerprint,
+        split=split,
+        root=str(dataset.root),
+        images_root=str(dataset.images_root) if dataset.images_root else None,
+        include_normal=include_normal,
+    )
+
+
 def build_index(
     encoder: Encoder,
     dataset: GroundingDataset,
@@ -199,105 +357,44 @@ def build_index(
     ``FLAT_MAX_VECTORS`` vectors, ``hnsw`` above). The manifest's ``index`` then records the
     global file's choice; ``indexes`` records what each file actually holds.
 
-    Resumable: see the module docstring. Returns the written manifest.
+    Resumable: see the module docstring. Returns the written manifest. For builds split
+    over processes, see :mod:`ricl.retrieval.shards`.
 
     Raises:
         BuildError: no exemplars, or the encoder returns wrong shapes / non-unit vectors.
+        IndexConfigError: index parameters unfit for the data (e.g. ivfpq on too few).
         DatasetFormatError / ImageLoadError: from the data set (no images root, bad image).
         IndexStoreError: ``out_dir`` exists and is not an index (it is never deleted).
     """
-    import ricl
-
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     out = Path(out_dir)
     check_replaceable(out)  # before any work
-    split = canonical_split(split, dataset.name)
-    split_studies = dataset.studies_of(split)
-    studies = exemplar_studies(split_studies, include_normal)
-    if not studies:
-        raise BuildError(
-            f"{dataset.name} ({dataset.root}): split {split!r} has no exemplar studies "
-            f"({len(split_studies)} studies, none with a positive finding"
-            f"{'' if include_normal else '; include_normal=True keeps normal ones'})"
-        )
-    exemplars = [Exemplar.from_study(i, s) for i, s in enumerate(studies)]
-    regions = region_table(exemplars)
-    records = "\n".join(json.dumps(e.to_dict(), sort_keys=True) for e in exemplars)
+    ex = exemplar_set(dataset, split, include_normal)
     ds_fp = dataset_fingerprint(dataset)
     plan = {
         "encoder": encoder.fingerprint(),
         "embed_dim": int(encoder.embed_dim),
         "dataset": ds_fp,
-        "split": split,
+        "split": ex.split,
         "include_normal": include_normal,
         "batch_size": batch_size,
-        "exemplars": hashlib.sha256(records.encode()).hexdigest()[:16],
+        "exemplars": ex.digest,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     work = out.parent / f".{out.name}.building"
-    shards = _prepare_work_dir(work, plan)
-    starts = list(range(0, len(studies), batch_size))
-    try:
-        _embed_batches(encoder, dataset, studies, exemplars, starts, batch_size, shards, progress)
-    except BaseException:
-        done = len(list(shards.glob("*-regions.npy")))
-        log.warning(
-            "index build interrupted: %d of %d batches are saved in %s; rerun the same build "
-            "to resume", done, len(starts), work,
-        )  # fmt: skip
-        raise
-    g_all = np.concatenate(
-        [np.load(shards / f"{b:06d}-global.npy", allow_pickle=False) for b in range(len(starts))]
-    )
-    r_all = np.concatenate(
-        [np.load(shards / f"{b:06d}-regions.npy", allow_pickle=False) for b in range(len(starts))]
-    )
-    if len(r_all) != len(regions):  # pragma: no cover - guarded per batch
-        raise BuildError(f"{work}: {len(r_all)} region embeddings for {len(regions)} boxes")
-
+    g, r = embed_exemplars(encoder, dataset, ex.studies, ex.exemplars, work, plan, batch_size, progress)  # fmt: skip
     staging = work / "index"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
-    g_config = index or default_index_config(len(g_all))
-    g_index, g_info = make_faiss_index(g_all, g_config, seed)
-    r_index, r_info = make_faiss_index(r_all, index or default_index_config(len(r_all)), seed)
-    write_faiss(g_index, staging / "global.faiss")
-    write_faiss(r_index, staging / "regions.faiss")
-    np.save(
-        staging / "regions.npy",
-        np.asarray(regions, dtype=np.int64).reshape(-1, 3),
-        allow_pickle=False,
-    )
-    write_exemplars(staging / "exemplars.jsonl", exemplars)
-    manifest = Manifest(
-        ricl_version=ricl.__version__,
-        built_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        encoder=EncoderInfo(
-            name=encoder.name, fingerprint=plan["encoder"], spec=encoder_spec or encoder.name
-        ),
+    manifest = write_index(
+        staging, g, r, ex.exemplars,
+        encoder=EncoderInfo(name=encoder.name, fingerprint=plan["encoder"], spec=encoder_spec or encoder.name),
         embed_dim=int(encoder.embed_dim),
-        counts=Counts(
-            exemplars=len(exemplars),
-            regions=len(regions),
-            findings=sum(len(e.findings) for e in exemplars),
-            normal_skipped=len(split_studies) - len(studies),
-        ),
-        dataset=DatasetInfo(
-            name=dataset.name,
-            fingerprint=ds_fp,
-            split=split,
-            root=str(dataset.root),
-            images_root=str(dataset.images_root) if dataset.images_root else None,
-            include_normal=include_normal,
-        ),
-        index=g_config,
-        indexes={
-            "global": IndexFileInfo(file="global.faiss", ntotal=len(g_all), **g_info),
-            "regions": IndexFileInfo(file="regions.faiss", ntotal=len(r_all), **r_info),
-        },
-    )
-    write_manifest(staging, manifest)  # last: a folder without it never loads
+        dataset=dataset_info(dataset, ds_fp, ex.split, include_normal),
+        normal_skipped=ex.n_split - len(ex.studies), index=index, seed=seed,
+    )  # fmt: skip
+    del g, r  # memory maps of the work folder
     publish(staging, out)
     shutil.rmtree(work, ignore_errors=True)
     return manifest

@@ -191,8 +191,9 @@ def _iter_lines(path: Path) -> Iterator[tuple[int, str]]:
                 yield line_no, line
 
 
-def read_exemplars(path: Path) -> list[Exemplar]:
-    """Read ``exemplars.jsonl``; row i must carry ``exemplar_id == i``.
+def read_exemplars(path: Path, first_id: int = 0) -> list[Exemplar]:
+    """Read ``exemplars.jsonl``; row i must carry ``exemplar_id == first_id + i`` (an index
+    starts at 0, an index shard at the first row of its slice).
 
     Raises:
         IndexFormatError: naming the file and line of a record that does not parse.
@@ -206,9 +207,10 @@ def read_exemplars(path: Path) -> list[Exemplar]:
                 f"{path} line {line_no}: not an exemplar record ({exc}); rebuild the index "
                 "with `ricl index build`"
             ) from None
-        if e.exemplar_id != len(out):
+        if e.exemplar_id != first_id + len(out):
             raise IndexFormatError(
-                f"{path} line {line_no}: exemplar_id {e.exemplar_id}, expected {len(out)} "
+                f"{path} line {line_no}: exemplar_id {e.exemplar_id}, expected "
+                f"{first_id + len(out)} "
                 "(records must be in index order); rebuild the index"
             )
         out.append(e)

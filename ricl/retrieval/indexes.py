@@ -22,14 +22,15 @@ Every type searches by inner product over L2-normalized float32 embeddings:
 ``ivf`` / ``ivfpq`` / ``hnsw-sq`` over zero vectors fall back to ``flat`` (nothing to train).
 Vectors may be given as one array or as a sequence of chunks (e.g. memory-mapped shards):
 training samples are drawn by global row, so the result does not depend on the chunking,
-and the vectors are added in order (row i of the concatenation = id i).
+and the vectors are added in order (row i of the concatenation = id i) in blocks of
+:data:`ADD_ROWS` rows.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -57,8 +58,8 @@ centroid, 2**8 centroids each), or all of them when there are fewer."""
 SQ_TRAIN_POINTS = 131_072
 """hnsw-sq: vectors sampled to train the 8-bit quantizer's per-dimension ranges."""
 ADD_ROWS = 262_144
-"""Rows added to a trained (ivf, ivfpq) or flat index per ``add`` call (bounds the float32
-copy of memory-mapped chunks)."""
+"""Rows per ``add`` call, whatever the chunking of the input (bounds the float32 copy of
+memory-mapped chunks; HNSW inserts each block level by level)."""
 MIN_POINTS_PER_LIST = 39
 
 Vectors = np.ndarray | Sequence[np.ndarray]
@@ -103,11 +104,30 @@ def _sample(chunks: list[np.ndarray], n: int, d: int, size: int, seed: int) -> n
     return _gather(chunks, np.sort(rng.choice(n, size, replace=False)), d)
 
 
-def _add(index: Any, chunks: list[np.ndarray], rows_per_call: int | None) -> None:
+def _blocks(chunks: list[np.ndarray], rows: int) -> Iterator[np.ndarray]:
+    """The concatenation of ``chunks`` as contiguous float32 blocks of ``rows`` rows (the
+    last one shorter): small chunks are joined, large ones split, order kept."""
+    pending: list[np.ndarray] = []
+    have = 0
     for c in chunks:
-        step = rows_per_call or max(1, len(c))
-        for s in range(0, len(c), step):
-            index.add(np.ascontiguousarray(c[s : s + step], dtype=np.float32))
+        start = 0
+        while start < len(c):
+            take = min(rows - have, len(c) - start)
+            pending.append(c[start : start + take])
+            have += take
+            start += take
+            if have == rows:
+                yield np.ascontiguousarray(np.concatenate(pending), dtype=np.float32)
+                pending, have = [], 0
+    if have:
+        yield np.ascontiguousarray(np.concatenate(pending), dtype=np.float32)
+
+
+def _add(index: Any, chunks: list[np.ndarray]) -> None:
+    """Add every row in order, :data:`ADD_ROWS` at a time (for an HNSW graph: a collection
+    of up to ADD_ROWS vectors is inserted in one call, exactly as one array would be)."""
+    for block in _blocks(chunks, ADD_ROWS):
+        index.add(block)
 
 
 def _ivf_nlist(n: int, nlist: int | None, cap: int) -> int:
@@ -143,7 +163,7 @@ def _ivfpq(
     size = max(IVFPQ_TRAIN_PER_LIST * nlist, IVFPQ_MIN_TRAIN)
     index.train(_sample(chunks, n, d, size, seed))
     index.nprobe = params["nprobe"]
-    _add(index, chunks, ADD_ROWS)
+    _add(index, chunks)
     return index, {**params, "nlist": nlist, "m": m}
 
 
@@ -170,7 +190,6 @@ def make_faiss_index(
     if kind == "ivfpq":
         index, params = _ivfpq(chunks, n, d, params, seed)
         return index, {"type": kind, "params": params}
-    rows_per_call: int | None = ADD_ROWS
     if kind == "flat":
         index = faiss.IndexFlatIP(d)
     elif kind in ("hnsw", "hnsw-sq"):
@@ -182,7 +201,6 @@ def make_faiss_index(
             index.train(_sample(chunks, n, d, SQ_TRAIN_POINTS, seed))
         index.hnsw.efConstruction = params["ef_construction"]
         index.hnsw.efSearch = params["ef_search"]
-        rows_per_call = None  # one add per chunk: the graph is built level by level over it
     else:  # ivf
         params = {**params, "nlist": _ivf_nlist(n, params["nlist"], n)}
         index = faiss.IndexIVFFlat(
@@ -190,7 +208,7 @@ def make_faiss_index(
         )
         index.train(_sample(chunks, n, d, 256 * params["nlist"], seed))
         index.nprobe = params["nprobe"]
-    _add(index, chunks, rows_per_call)
+    _add(index, chunks)
     return index, {"type": kind, "params": params}
 
 

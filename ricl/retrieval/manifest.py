@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
     "FORMAT",
@@ -18,6 +26,8 @@ __all__ = [
     "IndexConfig",
     "IndexFileInfo",
     "Manifest",
+    "plain_file_name",
+    "validation_summary",
 ]
 
 FORMAT = 1
@@ -130,6 +140,27 @@ class IndexFileInfo(_Strict):
     type: IndexType
     params: dict[str, Any]
     ntotal: int
+
+    @field_validator("file")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        return plain_file_name(value)
+
+
+def validation_summary(exc: ValidationError) -> str:
+    """A pydantic error on one line: ``field.path: message; ...``."""
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or 'manifest'}: {e['msg']}" for e in exc.errors()
+    )
+
+
+def plain_file_name(value: str) -> str:
+    """``value`` if it is a bare file name inside its directory (no separator, not ``.``
+    or ``..``, no NUL): names read from a manifest can never escape the index root.
+    Raises ValueError otherwise."""
+    if not value or value in (".", "..") or any(c in value for c in "/\\\0"):
+        raise ValueError(f"file {value!r} must be a plain file name inside the index directory")
+    return value
 
 
 class Manifest(_Strict):

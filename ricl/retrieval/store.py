@@ -31,7 +31,13 @@ from pydantic import ValidationError
 
 from ricl.retrieval.errors import IndexFormatError, IndexMismatchError, IndexStoreError
 from ricl.retrieval.indexes import make_faiss_index, set_search
-from ricl.retrieval.manifest import FORMAT, IndexConfig, IndexFileInfo, Manifest
+from ricl.retrieval.manifest import (
+    FORMAT,
+    IndexConfig,
+    IndexFileInfo,
+    Manifest,
+    validation_summary,
+)
 
 if TYPE_CHECKING:
     from ricl.encoders.base import Encoder
@@ -194,7 +200,9 @@ def _read_manifest(path: Path) -> Manifest:
     try:
         manifest = Manifest.model_validate_json(file.read_text())
     except ValidationError as exc:
-        raise IndexFormatError(f"{file}: not a valid index manifest ({exc}); rebuild the index")
+        raise IndexFormatError(
+            f"{file}: not a valid index manifest ({validation_summary(exc)}); rebuild the index"
+        ) from None
     if manifest.format != FORMAT:
         raise IndexFormatError(
             f"{file}: index format {manifest.format}, this ricl reads format {FORMAT}; rebuild it"
