@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ricl.agent_config import apply_overrides, read_yaml_mapping, validate_mapping
 from ricl.config import ConfigError
 from ricl.data.spec import DatasetSpec
+from ricl_apps.train.vlm.conventions import ConventionSpec
 
 __all__ = ["EpisodeSpec", "ModelSpec", "SourceSpec", "VLMTrainConfig", "VLMTrainConfigError"]
 
@@ -59,7 +60,9 @@ class EpisodeSpec(BaseModel):
     location-aware retriever would find; ``fine-grained`` the image embedding;
     ``same-finding`` exemplars with the query's label and location from the annotations:
     informative demonstrations; ``self`` the query's own study first, then same-finding
-    ones: a copy curriculum. Both read the answer: training only, never at evaluation)."""
+    ones: a copy curriculum. Both read the answer: training only, never at evaluation).
+    ``conventions``: per-episode annotation conventions shared by the exemplars and the
+    target (:class:`~ricl_apps.train.vlm.conventions.ConventionSpec`); None: off."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -68,6 +71,7 @@ class EpisodeSpec(BaseModel):
     selectors: dict[str, float] = Field(
         default_factory=lambda: {"location": 2.0, "fine-grained": 1.0, "random": 1.0}
     )
+    conventions: ConventionSpec | None = None
 
     @model_validator(mode="after")
     def _weights(self) -> EpisodeSpec:

@@ -23,6 +23,7 @@ import numpy as np
 
 from ricl.prompting.messages import ImageRef, codec_frame
 from ricl.vlm.hf import messages_to_hf
+from ricl_apps.train.vlm.conventions import Convention
 
 if TYPE_CHECKING:
     from ricl.boxes.codecs.base import BoxCodec
@@ -109,6 +110,7 @@ class Episode:
     answer: str
     k: int
     selector: str
+    convention: Convention | None = None
 
 
 class EpisodeSampler:
@@ -147,17 +149,24 @@ class EpisodeSampler:
         selector = self.selectors[int(rng.choice(len(self.selectors), p=self.sel_p))]
         inst = pool.instances[i]
         pairs = []
+        found = []
         if k > 0:
-            for e in pool.candidates(i, selector, self.config.episodes.k_max, self.config.seed)[:k]:
-                path = pool.retriever.image_file(e, pool.dataset.images_root)
-                pairs.append((e, exemplar_image(e, path, codec=self.codec, max_side=self.side)))
+            found = pool.candidates(i, selector, self.config.episodes.k_max, self.config.seed)[:k]
+        spec = self.config.episodes.conventions
+        convention = spec.draw(rng) if found and spec is not None else None
+        target = inst.boxes if convention is None else convention.boxes(inst.boxes)
+        for e in found:
+            path = pool.retriever.image_file(e, pool.dataset.images_root)
+            if convention is not None:
+                e = convention.exemplar(e)
+            pairs.append((e, exemplar_image(e, path, codec=self.codec, max_side=self.side)))
         qref = query_image(pool.dataset.images_root / inst.image_path, codec=self.codec,
                            max_side=self.side)  # fmt: skip
         prompt = build_prompt(self.strategy, self.codec, inst.phrase, qref, pairs)
         conv, images = messages_to_hf(prompt.messages, self.render)
-        answer = self.codec.format(inst.boxes, image_size=codec_frame(self.codec, qref),
+        answer = self.codec.format(target, image_size=codec_frame(self.codec, qref),
                                    phrase=inst.phrase)  # fmt: skip
-        return Episode(conv, images, answer, len(pairs), selector)
+        return Episode(conv, images, answer, len(pairs), selector, convention)
 
 
 def encode_episode(episode: Episode, processor: Any, end: str = "<|im_end|>") -> dict[str, Any]:
