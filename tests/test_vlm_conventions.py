@@ -13,9 +13,8 @@ from ricl.boxes.codecs import get_codec
 from ricl.prompting.strategies import load_strategy
 from ricl.retrieval.exemplars import Exemplar, ExemplarFinding
 from ricl.types import Box
-from ricl_apps.train.vlm.config import VLMTrainConfigError
+from ricl_apps.train.vlm.config import VLMTrainConfig, VLMTrainConfigError
 from ricl_apps.train.vlm.conventions import Convention, ConventionSpec
-from ricl_apps.train.vlm.config import VLMTrainConfig
 from tests.agent_fixtures import make_phantom_index
 
 
