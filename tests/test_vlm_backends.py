@@ -34,13 +34,19 @@ def test_importing_the_backends_package_imports_no_heavy_library():
 
 
 class _FakeLLM:
-    def __init__(self):
+    """vLLM's ``LLM.chat``: every answer is ``text``, stopped for ``finish_reason``, with
+    five completion tokens after a prompt of seven."""
+
+    def __init__(self, text: str = "[]", finish_reason: str = "stop"):
         self.calls = []
+        self.text, self.finish_reason = text, finish_reason
 
     def chat(self, conversations, sampling_params, use_tqdm=False):
         self.calls.append((conversations, sampling_params))
-        out = types.SimpleNamespace(text="[]")
-        return [types.SimpleNamespace(outputs=[out]) for _ in conversations]
+        out = types.SimpleNamespace(text=self.text, finish_reason=self.finish_reason,
+                                    token_ids=[1] * 5)  # fmt: skip
+        return [types.SimpleNamespace(outputs=[out], prompt_token_ids=[0] * 7)
+                for _ in conversations]  # fmt: skip
 
 
 @pytest.fixture
@@ -60,6 +66,27 @@ def test_vllm_backend_batches_the_openai_conversations(fake_vllm, tmp_path):
     conversations, params = llm.calls[0]
     assert conversations == [to_openai_messages(r.prompt.messages) for r in requests]
     assert params == {"temperature": 0.0, "max_tokens": 16, "seed": 1}
+
+
+def test_vllm_backend_reports_answers_stopped_at_max_tokens(fake_vllm, tmp_path):
+    """vLLM's finish_reason reaches the usage, so the agent marks a cut answer truncated
+    (and ``ricl eval`` counts it) as it does for the openai and hf backends."""
+    from PIL import Image
+
+    from ricl.agent import GroundingAgent
+
+    stop = VLLMBackend("tiny", llm=_FakeLLM()).generate(make_request(tmp_path))
+    assert stop.usage == {"finish_reason": "stop", "prompt_tokens": 7, "completion_tokens": 5}
+    cut_llm = _FakeLLM("<|box_start|>(100,2", "length")
+    cut = VLLMBackend("tiny", llm=cut_llm).generate(make_request(tmp_path))
+    assert cut.usage["finish_reason"] == "length"
+    image = Image.new("L", (64, 64), 90)
+    for llm, truncated in ((_FakeLLM("Not present."), False), (cut_llm, True)):
+        agent = GroundingAgent({"strategy": "zero-shot", "k": 0, "codec": "qwen2vl"},
+                               backend=VLLMBackend("tiny", llm=llm))  # fmt: skip
+        result = agent.ground(image, "nodule")
+        assert result.truncated is truncated
+        assert result.to_dict()["truncated"] is truncated
 
 
 def test_vllm_backend_refuses_prompts_over_its_image_limit(fake_vllm, tmp_path):

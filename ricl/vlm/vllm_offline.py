@@ -90,7 +90,7 @@ class VLLMBackend(VLMBackend):
         t0 = time.perf_counter()
         outputs = self.llm.chat(conversations, self.sampling_params(), use_tqdm=False)
         each = (time.perf_counter() - t0) / len(requests)
-        return [Generation(o.outputs[0].text, self.model, each) for o in outputs]
+        return [Generation(o.outputs[0].text, self.model, each, usage=_usage(o)) for o in outputs]
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -102,6 +102,21 @@ class VLLMBackend(VLMBackend):
             "seed": self.seed,
             "engine_options": self.engine_options,
         }
+
+
+def _usage(output: Any) -> dict[str, Any]:
+    """The OpenAI-style usage of one ``vllm.RequestOutput``: token counts where the output
+    carries them, and ``finish_reason`` ("length" when the answer stopped at max_tokens,
+    which the agent reports as truncated)."""
+    completion = output.outputs[0]
+    usage: dict[str, Any] = {"finish_reason": getattr(completion, "finish_reason", None)}
+    prompt_ids = getattr(output, "prompt_token_ids", None)
+    if prompt_ids is not None:
+        usage["prompt_tokens"] = len(prompt_ids)
+    token_ids = getattr(completion, "token_ids", None)
+    if token_ids is not None:
+        usage["completion_tokens"] = len(token_ids)
+    return usage
 
 
 def _import_vllm() -> Any:
