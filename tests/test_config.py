@@ -101,6 +101,10 @@ def _ricl(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     (["eval", "--config", "eval/configs/phantom_knn.yaml", "--set", "bogus"], "key=value"),
     (["ablate-encoder", "--config", "eval/encoder/ablation_phantom.yaml", "--set", "oops.x=1"],
      "oops"),
+    (["ablate-encoder", "--config", "eval/encoder/ablation_phantom.yaml", "--set",
+      "train.nonsense=1"], "arm "),  # a cell's TrainConfig, checked before any training
+    (["ablate-encoder", "--config", "eval/encoder/ablation_phantom.yaml", "--set",
+      "train.dataset.on_eror=skip"], "dataset.on_eror"),
 ])  # fmt: skip
 def test_bad_config_on_the_command_line_is_one_line_and_exit_2(argv, names):
     r = _ricl(*argv)

@@ -44,16 +44,27 @@ class AblationConfig(BaseModel):
 
     @classmethod
     def from_file(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> AblationConfig:
+        """Read, override and validate a recipe, every (arm, seed) cell included, so a bad
+        ``train.*`` key or arm override fails here as one ConfigError naming file and key."""
         data = read_yaml_mapping(path, what="an encoder ablation configuration")
-        return validate_mapping(
+        cfg = validate_mapping(
             cls, apply_overrides(data, overrides), str(path), what="encoder ablation configuration"
         )
+        for seed in cfg.seeds:
+            for arm in cfg.arms:
+                cfg.cell(arm, seed, source=str(path))
+        return cfg
 
-    def cell(self, arm: str, seed: int) -> TrainConfig:
-        """The TrainConfig of one (arm, seed) cell, validated."""
+    def cell(self, arm: str, seed: int, source: str = "encoder ablation") -> TrainConfig:
+        """The TrainConfig of one (arm, seed) cell, validated.
+
+        Raises ConfigError naming ``source``, the cell and the dotted key of the problem."""
         data = apply_overrides(self.train, {**self.arms[arm], "seed": seed})
         data["out_dir"] = str(Path(self.out_dir) / arm / f"seed{seed}")
-        return TrainConfig.model_validate(data)
+        return validate_mapping(
+            TrainConfig, data, f"{source} (arm {arm}, seed {seed})",
+            what="encoder training configuration",
+        )  # fmt: skip
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
