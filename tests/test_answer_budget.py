@@ -6,12 +6,13 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ricl.agent import GroundingAgent
 from ricl.agent_config import AgentConfigError
 from ricl.boxes.codecs import CODECS, get_codec
+from ricl.types import Box
 from ricl.vlm.base import Generation
 from ricl.vlm.budget import answer_token_budget, dataset_token_budget
 from ricl.vlm.knn import KNNBackend
@@ -21,6 +22,12 @@ from tests.agent_fixtures import make_phantom_index
 
 from .strategies import boxes
 
+# four-decimal floats the first worst case missed (it wrote 0.123 where json writes 0.5625)
+_SIXTEENTHS = [Box(a / 16, b / 16, c / 16, d / 16) for a, b, c, d in
+               [(0, 0, 12, 1), (0, 0, 14, 11), (0, 0, 9, 11), (0, 0, 9, 2), (0, 0, 15, 2),
+                (0, 9, 9, 9.5), (0, 9, 13, 13), (0, 15, 15, 15.5), (10, 13, 13, 13.5),
+                (14, 15, 15, 15.5), (14, 15, 15, 15.5), (9, 15, 15, 15.5)]]  # fmt: skip
+
 
 @settings(max_examples=60, deadline=None)
 @given(
@@ -28,6 +35,9 @@ from .strategies import boxes
     found=st.lists(boxes(), min_size=1, max_size=12),
     size=st.tuples(st.integers(64, 4096), st.integers(64, 4096)),
 )
+@example(name="json", found=_SIXTEENTHS, size=(64, 64))
+@example(name="qwen2vl", found=[Box(0.0, 0.0, 1.0, 1.0)] * 6, size=(4096, 4096))  # "1000"
+@example(name="qwen25vl", found=[Box(0.5, 0.5, 1.0, 1.0)] * 6, size=(4096, 1024))  # 4-digit x
 def test_the_budget_bounds_every_answer_of_that_many_boxes(name, found, size):
     """Bytes bound byte-level BPE tokens: the codec's answer for any n boxes on any image
     up to 4096 px fits the budget for n, with the slack for prose left over."""

@@ -7,6 +7,10 @@ at least one byte, so the answer's length in bytes (ASCII: characters) bounds it
 and special tokens such as ``<|box_start|>`` (one token, 13 characters) only widen the
 margin. ``slack`` covers the prose models add around their boxes.
 
+The answer measured is the codec's for :func:`worst_case_boxes`, whose coordinates take
+the most characters in every frame (4-digit pixels, ``1000`` on 0-1000 grids, four
+significant decimals for normalized floats), on the largest square and off-square frames.
+
 >>> from ricl.boxes.codecs import get_codec
 >>> answer_token_budget(get_codec("qwen2vl"), 1, phrase="effusion")
 144
@@ -26,13 +30,28 @@ if TYPE_CHECKING:
 __all__ = ["AUTO", "answer_token_budget", "dataset_token_budget", "worst_case_boxes"]
 
 AUTO = "auto"  # the backend option value asking the eval runner to derive max_tokens
-_SIZE = (4096, 4096)  # the largest frames: pixel codecs write 4-digit coordinates
+# the largest frames, square and off-square: a codec that resizes to a pixel budget
+# (Qwen2.5-VL's max_pixels) writes 4-digit pixels on the long side of an off-square image
+_SIZES = ((4096, 4096), (4096, 1024), (1024, 4096))
+_LOW, _HIGH, _SPREAD = 0.2513, 0.99967, 0.3  # >= 1000/4096: 4 digits at 4096 px; 1000 on 0-1000
+
+
+def _long_decimal(v: float) -> float:
+    """``v`` at 4 decimals with a nonzero last one (``0.2513``, not ``0.25``)."""
+    q = round(v * 10_000)
+    return (q + 3 if q % 10 == 0 else q) / 10_000
 
 
 def worst_case_boxes(n: int) -> list[Box]:
-    """``n`` distinct boxes whose coordinates need the most digits (none at 0 or 1)."""
-    return [Box(0.1 + 0.8 * i / (2 * n + 1), 0.123, 0.9 - 0.8 * i / (2 * n + 1), 0.987)
-            for i in range(n)]  # fmt: skip
+    """``n`` distinct boxes whose coordinates need the most characters in every frame:
+    corners between 0.2513 and 0.99967 (4-digit pixels up to 4096 px, ``1000`` on a 0-1000
+    grid, ``100`` on 0-100) with four nonzero-ended decimals (normalized floats)."""
+    out = []
+    for i in range(n):
+        t = _SPREAD * i / n
+        x0, x1 = _long_decimal(_LOW + t), _long_decimal(_HIGH - t) if i else _HIGH
+        out.append(Box(x0, _LOW + 0.0024, x1, _HIGH))
+    return out
 
 
 def answer_token_budget(
@@ -40,19 +59,22 @@ def answer_token_budget(
     n_boxes: int,
     *,
     phrase: str = "",
-    image_size: tuple[int, int] = _SIZE,
+    image_size: tuple[int, int] | None = None,
     slack: int = 48,
     multiple: int = 16,
 ) -> int:
     """An upper bound on the tokens ``codec`` needs to answer ``n_boxes`` boxes for
-    ``phrase`` (plus ``slack`` tokens of prose), rounded up to a ``multiple``.
+    ``phrase`` (plus ``slack`` tokens of prose), rounded up to a ``multiple``, on
+    ``image_size`` (default: the largest of 4096 x 4096, 4096 x 1024 and 1024 x 4096).
 
     Raises ValueError for a negative ``n_boxes``.
     """
     if n_boxes < 0:
         raise ValueError(f"n_boxes must be >= 0, got {n_boxes}")
-    text = codec.format(worst_case_boxes(n_boxes), image_size=image_size, phrase=phrase)
-    needed = len(text.encode("utf-8")) + slack
+    boxes = worst_case_boxes(n_boxes)
+    sizes = _SIZES if image_size is None else (image_size,)
+    longest = max(len(codec.format(boxes, image_size=s, phrase=phrase).encode()) for s in sizes)
+    needed = longest + slack
     return int(math.ceil(needed / multiple) * multiple)
 
 
