@@ -92,3 +92,29 @@ def test_an_unknown_baseline_is_a_config_error(phantom, tmp_path):
     path.write_text("name: e\nbase: {}\narms: {a: {}}\nbaseline: b\n")
     with pytest.raises(ConfigError, match="e.yaml.*baseline 'b' is not an arm"):
         ExperimentConfig.from_yaml(path)
+
+
+def test_several_baselines_give_one_ci_column_each_and_the_first_stays_primary(phantom, tmp_path):
+    exp = _exp(phantom, tmp_path, baseline=["zero-shot", "knn"], bootstrap={"n_resamples": 300})
+    assert exp.baselines == ["zero-shot", "knn"]
+    out = run_experiment(exp, progress=False)
+    rows = {(r["arm"], r["agent.k"]): r for r in out.rows}
+    for row in rows.values():
+        # the first baseline keeps the unprefixed keys; every baseline has its own
+        assert row["diff_vs_baseline"] == row["diff_vs_zero-shot"]
+        assert row["ci_low"] == row["ci_low_vs_zero-shot"]
+        assert row["n_paired_vs_knn"] == 12
+    for k in (1, 3):
+        assert rows[("knn", k)]["diff_vs_knn"] == 0.0  # paired with itself at the same k
+        last = rows[("knn-last", k)]
+        assert last["diff_vs_knn"] == pytest.approx(
+            last["union_iou_micro_mean"] - rows[("knn", k)]["union_iou_micro_mean"])  # fmt: skip
+    table = out.table_md_path.read_text()
+    assert "vs zero-shot (95% CI, n)" in table and "vs knn (95% CI, n)" in table
+    assert table.splitlines()[2].count("|") == table.splitlines()[3].count("|")
+    assert "vs_knn" not in table.splitlines()[2]  # CI keys are not grid columns
+
+
+def test_a_baseline_named_twice_is_a_config_error(phantom, tmp_path):
+    with pytest.raises(ValueError, match="names an arm twice"):
+        _exp(phantom, tmp_path, baseline=["knn", "knn"])

@@ -14,6 +14,7 @@
     plot: {x: agent.k, metric: union_iou_micro}
     baseline: zero-shot                      # optional: per arm, the paired bootstrap 95%
     bootstrap: {n_resamples: 2000, confidence: 0.95, seed: 0}   # CI of its union IoU gain
+    # baseline: [zero-shot, knn-transfer]    # several: one CI column per baseline arm
 
 Each cell (arm x grid point) is an eval run under ``runs_dir/<name>/<cell>``; an arm's own
 overrides win over grid values, and cells that resolve to the same configuration run once.
@@ -22,7 +23,9 @@ Outputs in ``runs_dir/<name>/``: ``comparison.md``, ``comparison.csv`` (mean and
 seeds per arm and non-seed grid point) and ``comparison.png`` (metric vs ``plot.x``, one
 line per arm). With ``baseline``, each row also has ``vs_<baseline>``: the difference of
 its mean per-instance union IoU (``union_iou_micro``) to the baseline arm's on the same
-instances, with the paired bootstrap CI (:mod:`ricl_apps.evaluation.paired`).
+instances, with the paired bootstrap CI (:mod:`ricl_apps.evaluation.paired`); a list of
+baselines gives one such column per baseline (the first also fills ``diff_vs_baseline``,
+``ci_low``, ``ci_high`` and ``n_paired``).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ricl.agent_config import apply_overrides, read_yaml_mapping, validate_mapping
 from ricl.errors import RiclError
+from ricl_apps.evaluation.paired import CI_PREFIXES
 from ricl_apps.evaluation.run_config import EvalConfig, EvalConfigError
 
 __all__ = ["ExperimentConfig", "ExperimentResult", "run_experiment"]
@@ -76,16 +80,24 @@ class ExperimentConfig(BaseModel):
     metrics: list[str] = Field(default_factory=lambda: list(DEFAULT_METRICS))
     plot: PlotSpec | None = Field(default_factory=PlotSpec)
     runs_dir: str | None = None
-    baseline: str | None = None
+    baseline: str | list[str] | None = None
     bootstrap: BootstrapSpec = Field(default_factory=BootstrapSpec)
 
     @model_validator(mode="after")
     def _baseline_is_an_arm(self) -> ExperimentConfig:
-        if self.baseline is not None and self.baseline not in self.arms:
-            raise ValueError(
-                f"baseline {self.baseline!r} is not an arm (arms: {', '.join(self.arms)})"
-            )
+        for b in self.baselines:
+            if b not in self.arms:
+                raise ValueError(f"baseline {b!r} is not an arm (arms: {', '.join(self.arms)})")
+        if len(set(self.baselines)) != len(self.baselines):
+            raise ValueError(f"baseline names an arm twice: {self.baselines}")
         return self
+
+    @property
+    def baselines(self) -> list[str]:
+        """The baseline arms, first = primary (``baseline`` as a list; [] for none)."""
+        if self.baseline is None:
+            return []
+        return [self.baseline] if isinstance(self.baseline, str) else list(self.baseline)
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
@@ -157,13 +169,14 @@ def run_experiment(exp: ExperimentConfig, *, progress: bool = True) -> Experimen
         results.append((arm, point, summary["metrics"]))
     out_dir = Path(cells[0][2].runs_dir) / exp.name
     rows = aggregate(results, exp.metrics, exp.seed_key)
-    if exp.baseline is not None:
+    if exp.baselines:
         from ricl_apps.evaluation.paired import add_paired_cis
 
         b = exp.bootstrap
-        add_paired_cis(rows, cells, exp.baseline, exp.seed_key, n_resamples=b.n_resamples,
-                       confidence=b.confidence, seed=b.seed)  # fmt: skip
-    md = _markdown(rows, exp.metrics, exp.baseline, exp.bootstrap.confidence)
+        for j, name in enumerate(exp.baselines):
+            add_paired_cis(rows, cells, name, exp.seed_key, n_resamples=b.n_resamples,
+                           confidence=b.confidence, seed=b.seed, primary=j == 0)  # fmt: skip
+    md = _markdown(rows, exp.metrics, exp.baselines, exp.bootstrap.confidence)
     md_path, csv_path = out_dir / "comparison.md", out_dir / "comparison.csv"
     md_path.write_text(f"# Experiment {exp.name}\n\n{md}", encoding="utf-8")
     csv_path.write_text(_csv(rows), encoding="utf-8")
@@ -202,21 +215,20 @@ def aggregate(
 def _markdown(
     rows: list[dict[str, Any]],
     metrics: list[str],
-    baseline: str | None = None,
+    baselines: list[str] | None = None,
     confidence: float = 0.95,
 ) -> str:
-    extra = ("diff_vs_baseline", "ci_low", "ci_high", "n_paired")
-    ci_col = f"vs_{baseline}" if baseline else None
-    keys = [k for k in rows[0] if not k.endswith(("_mean", "_std")) and k not in extra
-            and k != ci_col]  # fmt: skip
-    ci_head = [f"Δ union IoU vs {baseline} ({confidence:.0%} CI, n)"] if ci_col else []
+    baselines = baselines or []
+    keys = [k for k in rows[0] if not k.endswith(("_mean", "_std"))
+            and not k.startswith(CI_PREFIXES)]  # fmt: skip
+    ci_head = [f"Δ union IoU vs {b} ({confidence:.0%} CI, n)" for b in baselines]
     head = "| " + " | ".join(keys + metrics + ci_head) + " |"
     sep = "|" + "|".join(["---"] * len(keys) + ["---:"] * (len(metrics) + len(ci_head))) + "|"
     body = [
         "| "
         + " | ".join([str(r[k]) for k in keys] + [f"{r[f'{m}_mean']:.3f} ± {r[f'{m}_std']:.3f}"
                                                    for m in metrics]
-                     + ([f"{r[ci_col]} (n={r['n_paired']})"] if ci_col else []))
+                     + [f"{r[f'vs_{b}']} (n={r[f'n_paired_vs_{b}']})" for b in baselines])
         + " |"
         for r in rows
     ]  # fmt: skip
@@ -245,7 +257,7 @@ def _plot(rows: list[dict[str, Any]], exp: ExperimentConfig, path: Path) -> Path
     lines: dict[str, list[tuple[float, float, float]]] = {}
     for r in rows:
         others = [f"{k}={r[k]}" for k in r if k not in {"arm", spec.x, *_NOT_GRID}
-                  and not k.endswith(("_mean", "_std")) and not k.startswith("vs_")]  # fmt: skip
+                  and not k.endswith(("_mean", "_std")) and not k.startswith(CI_PREFIXES)]  # fmt: skip
         label = " ".join([r["arm"], *others])
         x = r[spec.x]
         if isinstance(x, (int, float)) and not math.isnan(float(x)):

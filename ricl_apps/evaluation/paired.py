@@ -16,7 +16,10 @@ from typing import Any
 
 from ricl.errors import RiclError
 
-__all__ = ["add_paired_cis", "instance_ious"]
+__all__ = ["CI_PREFIXES", "add_paired_cis", "instance_ious"]
+
+# prefixes of the keys :func:`add_paired_cis` adds to a row (not grid values)
+CI_PREFIXES = ("vs_", "diff_vs_", "ci_low", "ci_high", "n_paired")
 
 Cell = tuple[str, dict[str, Any], Any]  # (arm, grid point, EvalConfig)
 
@@ -62,8 +65,11 @@ def add_paired_cis(
     n_resamples: int = 2000,
     confidence: float = 0.95,
     seed: int = 0,
+    primary: bool = True,
 ) -> None:
-    """Add to each aggregated row ``vs_<baseline>`` (text), ``diff_vs_baseline``,
+    """Add to each aggregated row ``vs_<baseline>`` (text), ``diff_vs_<baseline>``,
+    ``ci_low_vs_<baseline>``, ``ci_high_vs_<baseline>`` and ``n_paired_vs_<baseline>``;
+    for the ``primary`` baseline (an experiment's first) also ``diff_vs_baseline``,
     ``ci_low``, ``ci_high`` and ``n_paired``. Raises RiclError for an unknown baseline arm
     or a pairing with fewer than 2 shared instances."""
     from ricl.evaluation.bootstrap import paired_bootstrap_ci
@@ -80,8 +86,8 @@ def add_paired_cis(
         if arm == baseline:
             base_all.append(s)
     for row in rows:
-        shown = {k: row[k] for k in row if k not in ("arm", "n_seeds") and not k.endswith(
-            ("_mean", "_std"))}  # fmt: skip
+        shown = {k: row[k] for k in row if k not in ("arm", "n_seeds")
+                 and not k.endswith(("_mean", "_std")) and not k.startswith(CI_PREFIXES)}  # fmt: skip
         mine = _mean_over_seeds(scores[json.dumps([row["arm"], shown], sort_keys=True)])
         base_runs = scores.get(json.dumps([baseline, shown], sort_keys=True)) or base_all
         base = _mean_over_seeds(base_runs)
@@ -91,5 +97,9 @@ def add_paired_cis(
                             f"{baseline!r}: a paired CI needs the same instances")  # fmt: skip
         ci = paired_bootstrap_ci([mine[i] for i in ids], [base[i] for i in ids],
                                  n_resamples=n_resamples, confidence=confidence, seed=seed)  # fmt: skip
-        row.update({f"vs_{baseline}": ci.text(), "diff_vs_baseline": ci.difference,
-                    "ci_low": ci.low, "ci_high": ci.high, "n_paired": ci.n})  # fmt: skip
+        row.update({f"vs_{baseline}": ci.text(), f"diff_vs_{baseline}": ci.difference,
+                    f"ci_low_vs_{baseline}": ci.low, f"ci_high_vs_{baseline}": ci.high,
+                    f"n_paired_vs_{baseline}": ci.n})  # fmt: skip
+        if primary:
+            row.update({"diff_vs_baseline": ci.difference, "ci_low": ci.low,
+                        "ci_high": ci.high, "n_paired": ci.n})  # fmt: skip
