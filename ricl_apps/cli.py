@@ -239,6 +239,9 @@ def demo(
     studies: Annotated[int, typer.Option("--studies", min=20)] = 600,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     size: Annotated[int, typer.Option("--size", min=32)] = 256,
+    site_studies: Annotated[
+        int, typer.Option("--site-studies", min=20, help="Studies of the external site X.")
+    ] = 500,
     no_experiment: Annotated[
         bool, typer.Option("--no-experiment", help="Skip the experiment grid.")
     ] = False,
@@ -251,11 +254,13 @@ def demo(
     ] = False,
 ) -> None:
     """The main job on embedded defaults: phantom release -> baselines -> embedded encoders ->
-    indexes -> evaluation run with report -> experiment grid (resumable)."""
+    indexes -> evaluation run with report -> the VLM on an external site (zero-shot, random,
+    LoFi, two-pass, kNN; paired CIs) -> experiment grid (resumable)."""
     from ricl_apps.demo import run_demo
 
     run_demo(
-        workdir, studies=studies, seed=seed, size=size, experiment=not no_experiment,
+        workdir, studies=studies, seed=seed, size=size, site_studies=site_studies,
+        experiment=not no_experiment,
         vlm=not no_vlm, serve=not in_process, console=_console(),
     )  # fmt: skip
 

@@ -6,9 +6,12 @@
 4. one exemplar index per encoder over the training split;
 5. an evaluation run on the test split (``eval/configs/phantom_knn.yaml``: k-shot, k=3,
    LoFi exemplars, kNN box transfer), with its report page;
-6. the project's own grounding VLM (embedded ``phantom-qwen2vl``), zero-shot and k-shot
-   (``eval/configs/phantom_vlm.yaml``), served by vLLM when a vLLM environment exists,
-   in process otherwise (the demo says which);
+6. the project's own grounding VLM (embedded ``phantom-qwen2vl``) on an EXTERNAL phantom
+   site (X: other annotation conventions and acquisition, its own index), where exemplars
+   matter: zero-shot, random, LoFi and two-pass RICL, and kNN box transfer, on the same
+   test instances, each with the paired bootstrap 95% CI of its difference to zero-shot and
+   to kNN transfer (``eval/experiments/demo_site_x.yaml``); served by vLLM when a vLLM
+   environment exists, in process otherwise (the demo says which);
 7. an experiment grid (``eval/experiments/phantom_selectors.yaml``) and its comparison
    table and plot.
 
@@ -35,6 +38,7 @@ MAIN_METRICS = {
     "rodeo_total": "RoDeO",
 }
 DEMO_PREFIX = "ricl-demo"
+SITE_STUDIES = 500  # the external site's release (about 125 test instances)
 
 
 def _rebase(value: Any, workdir: Path) -> Any:
@@ -67,6 +71,7 @@ def run_demo(
     studies: int = 600,
     seed: int = 0,
     size: int = 256,
+    site_studies: int = SITE_STUDIES,
     experiment: bool = True,
     vlm: bool = True,
     serve: bool = True,
@@ -95,7 +100,7 @@ def run_demo(
     console.print(f"run directory: {config.run_dir} (report: {config.run_dir / 'report.html'})")
 
     if vlm:
-        out["vlm"] = _vlm_runs(workdir, console, serve)
+        out["vlm"] = _vlm_runs(workdir, console, serve, site_studies=site_studies, size=size)
 
     if experiment:
         from ricl_apps.evaluation.experiment import ExperimentConfig, run_experiment
@@ -116,33 +121,43 @@ def run_demo(
     return out
 
 
-def _vlm_runs(workdir: Path, console: Any, serve: bool = True) -> dict[str, Any]:
-    """The embedded VLM on the test split, k-shot (k = 3, LoFi exemplars) and zero-shot;
-    served by vLLM when a vLLM environment exists, else in process."""
-    import copy
-
+def _vlm_runs(
+    workdir: Path,
+    console: Any,
+    serve: bool = True,
+    *,
+    site_studies: int = SITE_STUDIES,
+    size: int = 256,
+) -> dict[str, Any]:
+    """The embedded VLM on external site X: the arms of ``demo_site_x.yaml`` (same test
+    instances, paired CIs); served by vLLM when a vLLM environment exists, else in
+    process. Returns ``{"how", "rows", "baselines", "n"}``."""
     from ricl.vlm.errors import VLMError
     from ricl.vlm.serve import VLLMServer, find_vllm_python
-    from ricl_apps.evaluation.run_config import EvalConfig
-    from ricl_apps.evaluation.runner import run_eval
+    from ricl_apps.evaluation.experiment import ExperimentConfig, run_experiment
 
-    console.rule("[bold]6. the project's grounding VLM answers with retrieved exemplars")
-    cfg_path = _config_path("eval/configs/phantom_vlm.yaml")
-    base = _rebase(_yaml(cfg_path), workdir)
+    console.rule("[bold]6. the project's grounding VLM on an external site: does RICL help?")
+    site = _release(workdir, site_studies, 0, size, console, name="site-X", site="X")
+    _build_indexes(workdir, site, console, ("phantom-lofi",), prefix="site-X-")
+    exp_path = _config_path("eval/experiments/demo_site_x.yaml")
+    exp_data = _yaml(exp_path)
+    base = _rebase(_yaml(_config_path(exp_data["base"])), workdir)
+    agent = base["agent"]
     server = None
     python = find_vllm_python() if serve else None
     if python is not None:
         try:
             server = VLLMServer(
-                base["agent"]["backend_options"]["model"], max_images=base["agent"]["k"] + 1,
+                agent["backend_options"]["model"], max_images=agent["k"] + 1,
                 python=python, log=workdir / "vllm-serve.log",
             ).start().wait()  # fmt: skip
         except VLMError as exc:
             console.print(f"[yellow]vLLM did not start ({str(exc)[:200]}); answering in process")
     if server is not None:
         how = f"served by vLLM ({server.base_url}, log {server.log})"
-        base["agent"]["backend"] = "openai"
-        base["agent"]["backend_options"] = {"base_url": server.base_url, "max_tokens": 64}
+        agent["backend"] = "openai"
+        agent["backend_options"] = {"base_url": server.base_url, "max_tokens": 64}
+        base["concurrency"] = 4  # the server batches; in process, one query at a time
         tag = "served"
     else:
         how = "in process (transformers): " + (
@@ -150,32 +165,45 @@ def _vlm_runs(workdir: Path, console: Any, serve: bool = True) -> dict[str, Any]
         )
         tag = "hf"
     console.print(f"the VLM answers {how}")
-    runs: dict[str, Any] = {"how": how}
+    exp_data.update(base=base, arms=_rebase(exp_data["arms"], workdir),
+                    runs_dir=str(workdir / "runs"), name=f"{exp_data['name']}-{tag}")  # fmt: skip
     try:
-        for name, over in (("k3", {}), ("zero-shot", {"strategy": "zero-shot", "k": 0})):
-            data = copy.deepcopy(base)
-            data["agent"].update(over)
-            data["run_id"] = f"vlm-{name}-{tag}"
-            config = EvalConfig.load(data, str(cfg_path))
-            runs[name] = run_eval(config, resume=True)["metrics"]
-            console.print(f"{config.run_id}: {config.run_dir / 'report.html'}")
+        result = run_experiment(ExperimentConfig(**exp_data))
     finally:
         if server is not None:
             server.stop()
-    return runs
+    console.print(result.table_md, soft_wrap=True)
+    console.print(f"table: {result.table_md_path}")
+    n = max(int(r.get("n_paired", 0)) for r in result.rows)
+    return {"how": how, "rows": result.rows, "baselines": list(exp_data["baseline"]), "n": n}
 
 
-def _release(workdir: Path, studies: int, seed: int, size: int, console: Any) -> Path:
+def _release(
+    workdir: Path,
+    studies: int,
+    seed: int,
+    size: int,
+    console: Any,
+    *,
+    name: str = "phantom",
+    site: str = "default",
+) -> Path:
+    """``workdir/name``: a phantom release of ``site`` (reused when its stamp matches)."""
     from ricl.data.phantom import write_phantom_release
 
-    release = workdir / "phantom"
-    params = {"studies": studies, "seed": seed, "size": size}
+    release = workdir / name
+    params: dict[str, Any] = {"studies": studies, "seed": seed, "size": size}
+    if site != "default":  # the default site's stamp stays as before (reruns reuse it)
+        params["site"] = site
     stamp = release / "ricl_phantom.json"
-    console.rule("[bold]1. phantom PadChest-GR release")
+    if site == "default":
+        console.rule("[bold]1. phantom PadChest-GR release")
     if stamp.is_file() and json.loads(stamp.read_text()) == params:
         console.print(f"reusing {release}")
     else:
-        summary = write_phantom_release(release, studies, seed=seed, size=size, workers=2)
+        summary = write_phantom_release(
+            release, studies, seed=seed, size=size, workers=2, site=site
+        )
         stamp.write_text(json.dumps(params))
         console.print(
             f"wrote {summary.n_studies} studies / {summary.n_patients} patients / "
@@ -208,9 +236,7 @@ def _baselines(workdir: Path, release: Path, console: Any) -> dict[str, dict]:
 
 
 def _indexes(workdir: Path, release: Path, console: Any) -> None:
-    from ricl.data.spec import DatasetSpec
-    from ricl.encoders import EMBEDDED, embedded_path, load
-    from ricl.retrieval.build import build_index, dataset_fingerprint
+    from ricl.encoders import EMBEDDED, embedded_path
 
     console.rule("[bold]3. embedded encoders (trained here on phantoms)")
     for name in EMBEDDED:
@@ -219,9 +245,21 @@ def _indexes(workdir: Path, release: Path, console: Any) -> None:
         f"(provenance and retrieval metrics: {embedded_path(EMBEDDED[0]).parent / 'README.md'})"
     )
     console.rule("[bold]4. exemplar indexes over the training split")
+    _build_indexes(workdir, release, console, EMBEDDED)
+
+
+def _build_indexes(
+    workdir: Path, release: Path, console: Any, encoders: Any, prefix: str = ""
+) -> None:
+    """``workdir/indexes/<prefix><encoder>`` over ``release``'s training split, per
+    encoder (reused when encoder and data fingerprints match)."""
+    from ricl.data.spec import DatasetSpec
+    from ricl.encoders import load
+    from ricl.retrieval.build import build_index, dataset_fingerprint
+
     ds = DatasetSpec(name="phantom", root=str(release)).open()
-    for name in EMBEDDED:
-        out = workdir / "indexes" / name
+    for name in encoders:
+        out = workdir / "indexes" / f"{prefix}{name}"
         encoder = load(name)
         manifest = out / "manifest.json"
         if manifest.is_file():
@@ -248,9 +286,24 @@ def _summary_table(out: dict[str, Any], console: Any) -> None:
         table.add_column(header, justify="right", no_wrap=True)
     rows = [(k, v) for k, v in out["baselines"].items()]
     rows.append(("kNN transfer k=3", out["eval"]))
-    if "vlm" in out:
-        rows.append(("VLM zero-shot", out["vlm"]["zero-shot"]))
-        rows.append(("VLM k=3", out["vlm"]["k3"]))
     for name, metrics in rows:
         table.add_row(name, *(f"{metrics[m]:.3f}" if m in metrics else "-" for m in MAIN_METRICS))
+    console.print(table)
+    if "vlm" in out:
+        _vlm_table(out["vlm"], console)
+
+
+def _vlm_table(vlm: dict[str, Any], console: Any) -> None:
+    """The VLM arms on site X with their paired CIs (one column per baseline arm)."""
+    from rich.table import Table
+
+    table = Table(title=f"external site X, test split (n = {vlm['n']}): does RICL help?")
+    table.add_column("arm", no_wrap=True)
+    table.add_column("IoU micro", justify="right")
+    for b in vlm["baselines"]:
+        table.add_column(f"Δ vs {b} (95% CI)", justify="right", no_wrap=True)
+    for r in vlm["rows"]:
+        label = r["arm"] if r["arm"] in ("zero-shot", "knn-transfer") else f"{r['arm']} k=3"
+        cis = [r[f"vs_{b}"] for b in vlm["baselines"]]
+        table.add_row(label, f"{r['union_iou_micro_mean']:.3f}", *cis)
     console.print(table)

@@ -1,8 +1,10 @@
+import csv
 import json
 
 import pytest
 from typer.testing import CliRunner
 
+from ricl.data import load_dataset
 from ricl.evaluation.predictions import read_predictions
 from ricl_apps.cli import app, main
 
@@ -91,7 +93,7 @@ def test_phantom_command_writes_a_release_the_reader_reads(tmp_path):
 
 def test_demo_runs_end_to_end(tmp_path):
     args = ["demo", "--workdir", str(tmp_path / "d"), "--studies", "120", "--size", "96",
-            "--in-process"]  # fmt: skip
+            "--site-studies", "80", "--in-process"]  # fmt: skip
     r = runner.invoke(app, args, env={"COLUMNS": "200"})
     assert r.exit_code == 0, r.output
     runs = tmp_path / "d" / "runs"
@@ -107,17 +109,25 @@ def test_demo_runs_end_to_end(tmp_path):
     agent = json.loads((run / "metrics.json").read_text())
     assert agent["n_errors"] == 0 and agent["n_parse_failures"] == 0
     assert (run / "report.html").stat().st_size > 10_000
-    # the project's VLM answered every query of the split, zero-shot and k-shot, in process
-    for name in ("vlm-k3-hf", "vlm-zero-shot-hf"):
-        run_json = json.loads((runs / name / "run.json").read_text())
+    # the project's VLM on the external site X: every arm answered every test query, in
+    # process, on the same instances, with its paired CI against zero-shot and kNN transfer
+    vlm_rows = list(csv.DictReader((runs / "demo_site_x-hf" / "comparison.csv").open()))
+    assert [r["arm"] for r in vlm_rows] == ["zero-shot", "random", "lofi", "two-pass",
+                                            "knn-transfer"]  # fmt: skip
+    n_test = len(load_dataset("phantom", tmp_path / "d" / "site-X").select("test"))
+    for row in vlm_rows:
+        assert int(row["n_paired_vs_zero-shot"]) == int(row["n_paired_vs_knn-transfer"]) == n_test
+        assert float(row["ci_low"]) <= float(row["diff_vs_baseline"]) <= float(row["ci_high"])
+    for arm in ("zero-shot", "random", "lofi", "two-pass"):
+        run_json = json.loads((runs / "demo_site_x-hf" / f"{arm}__seed0" / "run.json")
+                              .read_text())  # fmt: skip
         assert run_json["complete"] and run_json["agent"]["backend"]["backend"] == "hf"
     assert "the VLM answers in process" in r.output
+    assert "external site X" in r.output and "vs knn-transfer" in r.output
     # the grid: every arm in the table, and the oracle location arm beats random exemplars
     table = (runs / "phantom_selectors" / "comparison.csv").read_text()
     for arm in ("zero-shot", "random", "global-encoder", "lofi-encoder", "location-oracle"):
         assert f"\n{arm}," in table
-    import csv
-
     rows = {(r["arm"], r["agent.k"]): r for r in csv.DictReader(table.splitlines())}
     assert float(rows[("location-oracle", "3")]["union_iou_micro_mean"]) > float(
         rows[("random", "3")]["union_iou_micro_mean"]
