@@ -11,7 +11,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Library layers, lowest first: a module may import its own layer and those below it.
 LAYERS = [
-    {"ricl.errors", "ricl.types", "ricl.registry", "ricl.atomic", "ricl.resources", "ricl.config"},
+    {
+        "ricl.errors",
+        "ricl.types",
+        "ricl.registry",
+        "ricl.atomic",
+        "ricl.resources",
+        "ricl.config",
+        "ricl.loading",
+    },
     {"ricl.boxes"},
     {"ricl.data"},
     {"ricl.encoders"},

@@ -83,3 +83,31 @@ def test_bad_settings_and_missing_models_are_config_errors(tmp_path):
         HFBackend("x", dtype="float8")
     with pytest.raises(VLMConfigError, match="cannot load"):
         _ = HFBackend(str(tmp_path / "missing")).model
+
+
+def test_concurrent_first_calls_load_the_model_once(tiny_model, monkeypatch):
+    """Worker threads asking for the model at once wait for one load (transformers'
+    from_pretrained is not thread-safe, and each thread would hold its own copy)."""
+    import threading
+    import time
+
+    from transformers import AutoModelForImageTextToText
+
+    real = AutoModelForImageTextToText.from_pretrained.__func__
+    calls: list[int] = []
+
+    def slow_load(cls, *args, **kwargs):
+        calls.append(threading.get_ident())
+        time.sleep(0.2)  # wide window: without the lock every thread enters here
+        return real(cls, *args, **kwargs)
+
+    monkeypatch.setattr(AutoModelForImageTextToText, "from_pretrained", classmethod(slow_load))
+    b = HFBackend(str(tiny_model), max_tokens=8)
+    models: list[object] = []
+    threads = [threading.Thread(target=lambda: models.append(b.model)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
+    assert len(models) == 4 and all(m is models[0] for m in models)

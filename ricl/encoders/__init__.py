@@ -63,6 +63,10 @@ def embedded_path(name: str) -> Path:
 
 def load(spec: str | Path, **options: Any) -> Encoder:
     """Load an encoder by spec (see module docstring). ``options`` go to the kind's loader
-    (e.g. ``device``, ``trust_remote_code`` for ``hf``, which stays off unless asked)."""
+    (e.g. ``device``, ``trust_remote_code`` for ``hf``, which stays off unless asked).
+    Loads are serialized process-wide (:data:`ricl.loading.MODEL_LOAD_LOCK`)."""
+    from ricl.loading import MODEL_LOAD_LOCK
+
     kind, target = resolve(spec)
-    return ENCODERS.get(kind)(target, **options)
+    with MODEL_LOAD_LOCK:
+        return ENCODERS.get(kind)(target, **options)

@@ -150,14 +150,24 @@ class HFBackend(VLMBackend):
 
     @property
     def model(self) -> Any:
+        """The model, loaded once on first use (concurrent first calls wait for that one
+        load: :data:`ricl.loading.MODEL_LOAD_LOCK`)."""
         if self._model is None or self._processor is None:
-            self._load()
+            from ricl.loading import MODEL_LOAD_LOCK
+
+            with MODEL_LOAD_LOCK:
+                if self._model is None or self._processor is None:
+                    self._load()
         return self._model
 
     @property
     def processor(self) -> Any:
         if self._processor is None:
-            self._processor = self._load_processor()
+            from ricl.loading import MODEL_LOAD_LOCK
+
+            with MODEL_LOAD_LOCK:
+                if self._processor is None:
+                    self._processor = self._load_processor()
         return self._processor
 
     # ------------------------------------------------------------------ calls
