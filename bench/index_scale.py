@@ -296,10 +296,10 @@ def main(argv: list[str] | None = None) -> int:
     n, d = args.n, args.dim
     lines = [f"### {fmt_size(n)} x {d} (`{command.strip()}`)", "",
              f"- machine: {machine()}; load average at start {load_avg()}",
-             f"- vectors: clustered, {max(1, n // args.vectors_per_centre)} centres, noise norm "
-             f"{args.spread:g}; k={args.k}; recall over {args.eval_queries} queries vs exact",
-             f"- input vectors: {n} x {d} float32 = {mib(n * d * 4)} MiB, in every build peak "
-             "RSS below (a build holds them in memory)",
+             (f"- vectors: clustered, {max(1, n // args.vectors_per_centre)} centres, noise norm "
+             f"{args.spread:g}; k={args.k}; recall over {args.eval_queries} queries vs exact"),
+             (f"- input vectors: {n} x {d} float32 = {mib(n * d * 4)} MiB, in every build peak "
+             "RSS below (a build holds them in memory)"),
              f"- started {time.strftime('%Y-%m-%d %H:%M:%S %Z')}", "", ""]  # fmt: skip
     print("\n".join(lines), flush=True)
     with tempfile.TemporaryDirectory(dir=args.tmp, prefix="index-scale-") as tmp_name:
@@ -357,8 +357,8 @@ def shard_timing(args: argparse.Namespace, tmp: Path) -> str:
     whole = run_child("merge", {"vectors": str(tmp / "x.npy"), "out": str(tmp / "whole"), "config": config})  # fmt: skip
     same = (tmp / "merged" / "global.faiss").read_bytes() == (tmp / "whole" / "global.faiss").read_bytes()  # fmt: skip
     return "\n".join([
-        f"Shards: {fmt_size(args.n)} x {args.dim} as {args.shards} shards, merged into a "
-        f"`{args.merge_type}` index (each step a fresh process):", "",
+        (f"Shards: {fmt_size(args.n)} x {args.dim} as {args.shards} shards, merged into a "
+        f"`{args.merge_type}` index (each step a fresh process):"), "",
         "| step | s | peak RSS MiB |", "|---|---|---|",
         f"| write {args.shards} shard folders (npy + records + manifest) | {written['write_s']:.1f} | {mib(written['peak_rss'])} |",
         f"| `merge_shards` (validate, memory-map, build, write) | {merged['s']:.1f} | {mib(merged['peak_rss'])} |",
