@@ -6,9 +6,9 @@
 4. one exemplar index per encoder over the training split;
 5. an evaluation run on the test split (``eval/configs/phantom_knn.yaml``: k-shot, k=3,
    LoFi exemplars, kNN box transfer), with its report page;
-6. the project's own grounding VLM (embedded ``phantom-qwen2vl``) on an EXTERNAL phantom
+6. the project's own grounding VLM (embedded ``phantom-qwen2vl-ricl``) on an EXTERNAL phantom
    site (X: other annotation conventions and acquisition, its own index), where exemplars
-   matter: zero-shot, random, LoFi and two-pass RICL, and kNN box transfer, on the same
+   matter: zero-shot, random, LoFi, fused and two-pass RICL, and kNN box transfer, on the same
    test instances, each with the paired bootstrap 95% CI of its difference to zero-shot and
    to kNN transfer (``eval/experiments/demo_site_x.yaml``); served by vLLM when a vLLM
    environment exists, in process otherwise (the demo says which);

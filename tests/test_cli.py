@@ -112,13 +112,13 @@ def test_demo_runs_end_to_end(tmp_path):
     # the project's VLM on the external site X: every arm answered every test query, in
     # process, on the same instances, with its paired CI against zero-shot and kNN transfer
     vlm_rows = list(csv.DictReader((runs / "demo_site_x-hf" / "comparison.csv").open()))
-    assert [r["arm"] for r in vlm_rows] == ["zero-shot", "random", "lofi", "two-pass",
+    assert [r["arm"] for r in vlm_rows] == ["zero-shot", "random", "lofi", "fused", "two-pass",
                                             "knn-transfer"]  # fmt: skip
     n_test = len(load_dataset("phantom", tmp_path / "d" / "site-X").select("test"))
     for row in vlm_rows:
         assert int(row["n_paired_vs_zero-shot"]) == int(row["n_paired_vs_knn-transfer"]) == n_test
         assert float(row["ci_low"]) <= float(row["diff_vs_baseline"]) <= float(row["ci_high"])
-    for arm in ("zero-shot", "random", "lofi", "two-pass"):
+    for arm in ("zero-shot", "random", "lofi", "fused", "two-pass"):
         run_json = json.loads((runs / "demo_site_x-hf" / f"{arm}__seed0" / "run.json")
                               .read_text())  # fmt: skip
         assert run_json["complete"] and run_json["agent"]["backend"]["backend"] == "hf"

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 __all__ = ["BACKENDS", "EMBEDDED_VLMS", "create_backend", "resolve_model"]
 
 # models shipped with ricl (package data), loadable by name: see ricl/assets/vlm/README.md
-EMBEDDED_VLMS = ("phantom-qwen2vl",)
+EMBEDDED_VLMS = ("phantom-qwen2vl", "phantom-qwen2vl-ricl")
 
 
 def resolve_model(name_or_path: str) -> str:
