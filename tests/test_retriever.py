@@ -114,6 +114,22 @@ def test_random_is_seeded_guarded_and_differs_between_queries(retriever, index):
     assert len({e.image_id for e in retriever.retrieve(Query(), 23, "random")}) == 23
 
 
+def test_random_draws_do_not_depend_on_where_the_release_lives(retriever):
+    """The same query over the same index draws the same exemplars whether its image is
+    read from one folder or another (a release copied to another machine), and a different
+    image file draws differently."""
+    here = Query(image=Path("/data/a/images/img3.png"), study_id="S3", patient_id="P1",
+                 phrase="nodule")  # fmt: skip
+    there = Query(image=Path("/mnt/copy/images/img3.png"), study_id="S3", patient_id="P1",
+                  phrase="nodule")  # fmt: skip
+    assert here.key() == there.key()
+    ids = [e.exemplar_id for e in retriever.retrieve(here, 6, "random")]
+    assert ids == [e.exemplar_id for e in retriever.retrieve(there, 6, "random")]
+    other = Query(image=Path("/data/a/images/img4.png"), study_id="S3", patient_id="P1",
+                  phrase="nodule")  # fmt: skip
+    assert other.key() != here.key()
+
+
 def test_label_oracle_needs_labels_and_returns_only_label_sharing_exemplars(retriever):
     with pytest.raises(QueryError, match="gold labels"):
         retriever.retrieve(Path("img3.png"), 5, "label-oracle")

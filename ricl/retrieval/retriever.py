@@ -78,8 +78,10 @@ class Query:
         return cls(image=query)
 
     def key(self) -> str:
-        """A stable string naming the query (for seeding per-query random choices)."""
-        image = str(self.image) if isinstance(self.image, (str, Path)) else ""
+        """A stable string naming the query (for seeding per-query random choices): its ids,
+        the image's file NAME (not its path, so the same release drawn from another folder
+        or machine gets the same draws) and the phrase."""
+        image = Path(self.image).name if isinstance(self.image, (str, Path)) else ""
         return json.dumps([self.study_id, self.patient_id, image, self.phrase])
 
 
