@@ -20,25 +20,13 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from ricl.types import Box
+from ricl.boxes.geometry import hull  # re-exported: the first answer's hull
 
 if TYPE_CHECKING:
     from ricl.agent import GroundingAgent
     from ricl.agent_types import GroundingQuery, GroundingResult
 
 __all__ = ["FirstPass", "hull"]
-
-
-def hull(boxes: tuple[Box, ...]) -> Box | None:
-    """The smallest box holding every box (canonical frame); None for no boxes."""
-    if not boxes:
-        return None
-    return Box(
-        min(b.x_min for b in boxes),
-        min(b.y_min for b in boxes),
-        max(b.x_max for b in boxes),
-        max(b.y_max for b in boxes),
-    )
 
 
 class FirstPass:
