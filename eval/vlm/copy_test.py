@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from ricl.agent import GroundingAgent
     from ricl.agent_config import AgentConfig
-    from ricl.boxes.geometry import hull, union_iou
+    from ricl.boxes.geometry import union_iou
     from ricl.data import load_dataset
     from ricl.vlm.hf import HFBackend
 
@@ -73,8 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             ious, own = [], 0
             for inst in queries:
                 r = agent.ground(ds.images_root / inst.image_path, inst.phrase,
-                                 study_id=inst.study_id, patient_id=inst.patient_id,
-                                 box=hull(inst.boxes))  # fmt: skip
+                                 study_id=inst.study_id, patient_id=inst.patient_id)  # fmt: skip
                 ious.append(union_iou(r.boxes, inst.boxes))
                 own += bool(r.exemplars) and _is_own(r.exemplars[0], inst)
             row.append((float(np.mean(ious)), own))
