@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -23,28 +24,61 @@ pytestmark = pytest.mark.slow
 
 
 class _Slow(BaseHTTPRequestHandler):
-    """A chat-completions endpoint answering one box after 80 ms; counts requests."""
+    """A chat-completions endpoint answering one box after 80 ms. Requests past ``limit``
+    wait until ``limit`` is raised, so a test decides how many answers a run gets before it
+    is killed, however slow the machine (no race between the kill and the run's end)."""
 
     calls = 0
+    limit = 10**9
+    cond = threading.Condition()
 
     def do_POST(self) -> None:
         length = int(self.headers["Content-Length"])
         json.loads(self.rfile.read(length))
-        type(self).calls += 1
+        cls = type(self)
+        with cls.cond:
+            if _client_gone(self.connection):
+                return  # sent just before a kill: it must not take an answer from the next run
+            cls.calls += 1
+            n = cls.calls
+            cls.cond.wait_for(lambda: n <= cls.limit, timeout=300)
         time.sleep(0.08)
         body = json.dumps({
             "id": "c", "object": "chat.completion", "created": 0, "model": "slow",
             "choices": [{"index": 0, "finish_reason": "stop", "message": {
                 "role": "assistant", "content": "[[0.1, 0.2, 0.5, 0.6]]"}}],
         }).encode()  # fmt: skip
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client was killed while this request waited
 
     def log_message(self, *args) -> None:
         pass
+
+
+def _client_gone(sock: socket.socket) -> bool:
+    """True when the client closed its end (a killed process): a peek reads end-of-file."""
+    sock.setblocking(False)
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return False  # alive, waiting for the answer
+    except OSError:
+        return True
+    finally:
+        sock.setblocking(True)
+
+
+def _answer_at_most(n: int | None) -> None:
+    """Let the next ``n`` requests (all of them when None) be answered; later ones wait."""
+    with _Slow.cond:
+        _Slow.limit = 10**9 if n is None else _Slow.calls + n
+        _Slow.cond.notify_all()
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +87,14 @@ def server():
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    _answer_at_most(None)
     httpd.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def _open_gate():
+    yield
+    _answer_at_most(None)  # a failed test must not leave the next one's requests waiting
 
 
 def _config(tmp_path: Path, url: str) -> Path:
@@ -78,7 +119,7 @@ def _start(cfg: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _wait_rows(path: Path, n: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+def _wait_rows(path: Path, n: int, proc: subprocess.Popen, timeout: float = 240) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if path.is_file() and path.read_text().count("\n") >= n:
@@ -92,21 +133,24 @@ def _wait_rows(path: Path, n: int, proc: subprocess.Popen, timeout: float = 60) 
 def test_sigkill_and_ctrl_c_then_resume_answer_every_instance_once(tmp_path, server):
     cfg = _config(tmp_path, server)
     preds = tmp_path / "runs" / "killed" / "predictions.jsonl"
+    _answer_at_most(5)  # the run cannot finish: 5 answers, then its requests wait
     proc = _start(cfg)
     _wait_rows(preds, 5, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
     after_kill = len(read_rows(preds))
-    assert 5 <= after_kill
+    assert after_kill == 5
 
+    _answer_at_most(4)
     proc = _start(cfg, "--resume")
-    _wait_rows(preds, after_kill + 5, proc)
-    proc.send_signal(signal.SIGINT)  # Ctrl-C
-    proc.wait(20)
+    _wait_rows(preds, after_kill + 4, proc)
+    proc.send_signal(signal.SIGINT)  # Ctrl-C while two requests wait for an answer
+    proc.wait(60)
     assert proc.returncode != 0
     after_int = len(read_rows(preds))
-    assert after_int >= after_kill + 5
+    assert after_int == after_kill + 4
 
+    _answer_at_most(None)
     done = subprocess.run(
         [sys.executable, "-m", "ricl_apps.cli", "eval", "--config", str(cfg), "--no-progress",
          "--resume", "--json"],
@@ -129,12 +173,15 @@ def test_ray_engine_sigkill_then_resume_answers_every_instance_once(tmp_path, se
     cfg = _config(tmp_path, server)
     preds = tmp_path / "runs" / "killed" / "predictions.jsonl"
     ray_opts = ("--engine", "ray", "--set", "engine.actors=2", "--set", "engine.batch_size=2")
+    _answer_at_most(6)  # the run cannot finish before the kill
     proc = _start(cfg, *ray_opts)
-    _wait_rows(preds, 4, proc, timeout=120)
+    _wait_rows(preds, 4, proc, timeout=480)
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
     after_kill = len(read_rows(preds))
-    assert after_kill >= 4
+    assert 4 <= after_kill <= 6
+
+    _answer_at_most(None)
 
     done = subprocess.run(
         [sys.executable, "-m", "ricl_apps.cli", "eval", "--config", str(cfg), "--no-progress",

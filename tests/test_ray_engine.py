@@ -78,8 +78,9 @@ def _answerer(lock: threading.Lock, failing: set[str] | None = None):
         text, sizes = parts(body)
         assert len(sizes) == 3  # two exemplars and the query
         with lock:
-            if failing is not None and any(p in text for p in failing):
-                failing.discard(next(p for p in failing if p in text))
+            hit = {p for p in failing or () if p in text}
+            if hit:  # each failing phrase fails only the first request that names it
+                failing.difference_update(hit)
                 return 503, "overloaded"
         return _answer_for(text), "stop"
 
