@@ -116,7 +116,20 @@ def _config(tmp_path: Path, url: str) -> Path:
 
 def _start(cfg: Path, *extra: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "ricl_apps.cli", "eval", "--config", str(cfg), "--no-progress", *extra]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {**os.environ, "PYTHONFAULTHANDLER": "1"}  # SIGABRT prints every thread's stack
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env)  # fmt: skip
+
+
+def _wait_exit(proc: subprocess.Popen, timeout: float) -> int:
+    """The exit status; a process still running after ``timeout`` fails the test with the
+    stacks of all its threads (what it waits for)."""
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        out, _ = proc.communicate(timeout=30)
+        pytest.fail(f"eval still running {timeout} s after the signal:\n{out[-6000:]}")
 
 
 def _wait_rows(path: Path, n: int, proc: subprocess.Popen, timeout: float = 240) -> None:
@@ -145,8 +158,7 @@ def test_sigkill_and_ctrl_c_then_resume_answer_every_instance_once(tmp_path, ser
     proc = _start(cfg, "--resume")
     _wait_rows(preds, after_kill + 4, proc)
     proc.send_signal(signal.SIGINT)  # Ctrl-C while two requests wait for an answer
-    proc.wait(60)
-    assert proc.returncode != 0
+    assert _wait_exit(proc, 60) != 0
     after_int = len(read_rows(preds))
     assert after_int == after_kill + 4
 
