@@ -4,7 +4,7 @@
     strategy: k-shot                  # prompts/<name>.yaml, or a path
     k: 3
     selector: fine-grained            # fine-grained | location | text | fused | random | label-oracle
-    selector_options: {}              # fused: {image: 1.0, phrase: 0.5, location: 0.5, pool: 64}
+    selector_options: {}              # fused: {image: 1.0, phrase: 0.5, location: 0.5, pool: 1024}
     first_pass: null                  # two-pass RICL: {backend: knn, selector: fine-grained, k: 3}
     codec: qwen2vl                    # the target VLM family's box format
     backend: openai                   # openai | vllm | hf | knn
@@ -43,6 +43,13 @@ class AgentConfigError(ConfigError):
 BOX_SELECTORS = frozenset({"location", "fused"})
 
 
+def _fill(config: BaseModel, options: dict[str, Any]) -> None:
+    """Record the selector's effective options (defaults filled in) on a frozen config, so
+    a saved config (an eval run's config.yaml) says what ran: a later change of a
+    default makes the run's configuration differ instead of silently reusing it."""
+    object.__setattr__(config, "selector_options", options)
+
+
 class FirstPassConfig(BaseModel):
     """Two-pass RICL (location-conditioned retrieval, the ALC-ITR idea).
 
@@ -73,7 +80,7 @@ class FirstPassConfig(BaseModel):
         for key in ("selector", "fallback_selector"):
             if getattr(self, key) == "location":
                 raise ValueError(f"first_pass.{key} cannot be 'location': the query has no box yet")
-        validate_selector_options(self.selector, self.selector_options)
+        _fill(self, validate_selector_options(self.selector, self.selector_options))
         return self
 
 
@@ -113,7 +120,7 @@ class AgentConfig(BaseModel):
             )
         from ricl.retrieval.selectors import validate_selector_options
 
-        validate_selector_options(self.selector, self.selector_options)
+        _fill(self, validate_selector_options(self.selector, self.selector_options))
         if self.first_pass is not None:
             if self.selector not in BOX_SELECTORS:
                 raise ValueError(

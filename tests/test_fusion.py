@@ -122,3 +122,21 @@ def test_selector_options_are_validated(retriever, tmp_path):
     with pytest.raises(AgentConfigError, match="at least one"):
         AgentConfig.load({"index": "x", "selector": "fused",
                           "selector_options": {"image": 0, "phrase": 0, "location": 0}})  # fmt: skip
+
+
+def test_configs_record_the_effective_options(monkeypatch):
+    """A config holds the selector's options with defaults filled in (what a run's
+    config.yaml saves), so a run made under one default no longer equals a config made
+    under another (a cached eval cell is re-run, not silently reused)."""
+
+    cfg = AgentConfig.load({"index": "x", "selector": "fused", "selector_options": {"pool": 64},
+                            "first_pass": {"selector": "fused"}})  # fmt: skip
+    assert cfg.selector_options == {"image": 1.0, "phrase": 0.5, "location": 0.5, "pool": 64}
+    assert cfg.first_pass.selector_options["pool"] == FusionOptions().pool == 1024
+    assert AgentConfig.load(cfg.model_dump()) == cfg  # saved and reloaded: the same config
+    assert AgentConfig.load({"index": "x"}).selector_options == {}  # fine-grained: none
+    # a run saved under the pool-64 default states pool 64, so it differs from today's
+    saved = AgentConfig.load({"index": "x", "selector": "fused", "selector_options": {"pool": 64}})
+    today = AgentConfig.load({"index": "x", "selector": "fused"})
+    assert today.model_dump()["selector_options"] == FusionOptions().model_dump()
+    assert AgentConfig.load(saved.model_dump()).model_dump() != today.model_dump()
