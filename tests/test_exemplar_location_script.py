@@ -55,3 +55,11 @@ def test_instance_scores_use_the_demonstrated_finding() -> None:
     assert best == pytest.approx(1.0)
     assert same == 0.5
     assert m.instance_scores([], inst) == (0.0, 0.0, 0.0)
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
+    m = _load()
+    rc = m._cli(["--dataset", "nope", "--root", str(tmp_path), "--index", str(tmp_path)])
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: unknown dataset 'nope'") and "\n" not in err

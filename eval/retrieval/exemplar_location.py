@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     from ricl.retrieval.retriever import Query, Retriever
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--root", required=True, help="PadChest-GR-format release")
+    ap.add_argument("--dataset", default="phantom", help="reader name (phantom, padchest-gr, ...)")
+    ap.add_argument("--root", required=True, help="the release's folder")
     ap.add_argument("--index", required=True, help="ricl index directory")
     ap.add_argument("--split", default="validation")
     ap.add_argument("--k", type=int, default=3)
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     arms = [parse_arm(a) for a in (args.arm or DEFAULT_ARMS)]
-    spec = SplitSpec(name="phantom", root=args.root, split=args.split, limit=args.limit)
+    spec = SplitSpec(name=args.dataset, root=args.root, split=args.split, limit=args.limit)
     ds = spec.open()
     insts = [i for i in spec.instances(ds) if i.boxes]
     retriever = Retriever(args.index)
@@ -99,5 +100,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _cli(argv: list[str] | None = None) -> int:
+    from ricl.errors import RiclError
+
+    try:
+        return main(argv)
+    except (RiclError, ValueError) as exc:  # bad dataset, split, index or arm: one line
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(_cli())
