@@ -124,7 +124,7 @@ def test_selector_options_are_validated(retriever, tmp_path):
                           "selector_options": {"image": 0, "phrase": 0, "location": 0}})  # fmt: skip
 
 
-def test_configs_record_the_effective_options(monkeypatch):
+def test_configs_record_the_effective_options():
     """A config holds the selector's options with defaults filled in (what a run's
     config.yaml saves), so a run made under one default no longer equals a config made
     under another (a cached eval cell is re-run, not silently reused)."""
