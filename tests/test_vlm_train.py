@@ -128,3 +128,27 @@ def test_curriculum_selectors_demonstrate_the_matching_finding(pool, tmp_path):
             f = e.findings[e.matched_region[0]]
             assert e.patient_id != inst.patient_id
             assert set(f.labels) & set(inst.labels) and set(f.locations) & set(inst.locations)
+
+
+def test_fused_episodes_show_what_the_agent_retrieves(pool, tmp_path):
+    """``fused`` in training draws the exemplars the agent's default selector returns for the
+    same query (global vector + phrase), under the leakage guard."""
+    from ricl.retrieval.retriever import Query
+    from ricl_apps.train.vlm.episodes import EpisodeSampler, load_pools
+
+    cfg = _cfg(pool, tmp_path / "run", episodes={"k_max": 3, "k_weights": [0, 0, 0, 1],
+                                                 "selectors": {"fused": 1}})  # fmt: skip
+    sampler = EpisodeSampler(cfg, load_strategy("k-shot"), get_codec("json"), load_pools(cfg))
+    p = sampler.pools[0]
+    r = p.retriever
+    by_study = {e.study_id: e.exemplar_id for e in r.exemplars}
+    for i in range(4):
+        inst = p.instances[i]
+        got = p.candidates(i, "fused", 3, 0)
+        vec = r.store.vectors("global", np.array([by_study[inst.study_id]]))[0]
+        want = r.retrieve(Query(embedding=vec, phrase=inst.phrase, study_id=inst.study_id,
+                                patient_id=inst.patient_id), k=3, selector="fused")  # fmt: skip
+        assert [e.exemplar_id for e in got] == [e.exemplar_id for e in want]
+        assert len(got) == 3 and all(e.patient_id != inst.patient_id for e in got)
+    episode = sampler.sample(np.random.default_rng(0))
+    assert episode.selector == "fused" and episode.k == 3

@@ -58,7 +58,9 @@ class EpisodeSpec(BaseModel):
     """How episodes are drawn: k from 0..k_max with ``k_weights``; one selector per episode
     with ``selectors`` weights (``location`` uses the query's gold box: what a
     location-aware retriever would find; ``fine-grained`` the image embedding;
-    ``same-finding`` exemplars with the query's label and location from the annotations:
+    ``fused`` the agent's default selector (image similarity re-ranked by the phrase and
+    its location words: what evaluation shows); ``same-finding`` exemplars with the
+    query's label and location from the annotations:
     informative demonstrations; ``self`` the query's own study first, then same-finding
     ones: a copy curriculum. Both read the answer: training only, never at evaluation).
     ``conventions``: per-episode annotation conventions shared by the exemplars and the
@@ -77,7 +79,7 @@ class EpisodeSpec(BaseModel):
     def _weights(self) -> EpisodeSpec:
         if self.k_weights is not None and len(self.k_weights) != self.k_max + 1:
             raise ValueError(f"k_weights needs k_max + 1 = {self.k_max + 1} values")
-        known = {"location", "fine-grained", "random", "same-finding", "self"}
+        known = {"location", "fine-grained", "fused", "random", "same-finding", "self"}
         if not self.selectors or set(self.selectors) - known:
             raise ValueError(f"selectors must be a non-empty subset of {sorted(known)}")
         return self

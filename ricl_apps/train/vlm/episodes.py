@@ -58,7 +58,7 @@ class Pool:
                 self._by_study = {e.study_id: e.exemplar_id for e in r.exemplars}
             eid = self._by_study[inst.study_id]
             vec = None
-            if selector == "fine-grained":
+            if selector in ("fine-grained", "fused"):
                 vec = r.store.vectors("global", np.array([eid]))[0]
             elif selector == "location":
                 ex = r.exemplars[eid]
