@@ -18,6 +18,7 @@ from ricl_apps.evaluation.runner import (
     RunAborted,
     RunIncomplete,
     last_rows,
+    prepare_run_dir,
     read_rows,
     run_eval,
     score_run,
@@ -232,3 +233,22 @@ def test_a_resumed_run_may_talk_to_the_server_on_another_port(phantom, tmp_path)
     }
     b = {**a, "agent": {**a["agent"], "backend_options": {"base_url": "http://h:2/v1"}}}
     assert EvalConfig.load(a).semantic() == EvalConfig.load(b).semantic()
+
+
+def test_a_run_saved_without_its_selector_options_is_not_reused(phantom, tmp_path):
+    """A config.yaml written before runs recorded the effective selector options (``{}``)
+    would read as made under today's defaults: it is refused, naming the missing keys."""
+    import yaml
+
+    index, ds = phantom
+    config = _config(phantom, tmp_path, agent={"index": str(index), "selector": "fused", "k": 1})
+    assert config.agent.selector_options["pool"] == 1024  # filled in
+    config.run_dir.mkdir(parents=True)
+    old = config.model_dump(mode="json")
+    old["agent"]["selector_options"] = {"pool": 64}  # the old way: only what the user set
+    (config.run_dir / "config.yaml").write_text(yaml.safe_dump(old))
+    with pytest.raises(EvalConfigError, match=r"agent\.selector_options\.image.*another run_id"):
+        prepare_run_dir(config, resume=True)
+    # a run saved with its options is compared as before
+    (config.run_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    assert prepare_run_dir(config, resume=True) == config.run_dir

@@ -81,7 +81,15 @@ def prepare_run_dir(config: EvalConfig, resume: bool) -> Path:
     cfg_file = run_dir / "config.yaml"
     if cfg_file.is_file():
         old = yaml.safe_load(cfg_file.read_text(encoding="utf-8"))
-        previous = EvalConfig.load(old, str(cfg_file)).semantic()
+        loaded = EvalConfig.load(old, str(cfg_file))
+        unknown = _unrecorded_options(old, loaded)
+        if unknown:
+            raise EvalConfigError(
+                f"{cfg_file}: saved before runs recorded their selector's effective options "
+                f"({', '.join(unknown)} missing), so what ran is unknown and its rows cannot be "
+                "reused; use another run_id (--set run_id=...) or delete the folder"
+            )
+        previous = loaded.semantic()
         if previous != config.semantic():
             changed = _diff(previous, config.semantic())
             raise EvalConfigError(
@@ -96,6 +104,23 @@ def prepare_run_dir(config: EvalConfig, resume: bool) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(cfg_file, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     return run_dir
+
+
+def _unrecorded_options(raw: Any, loaded: EvalConfig) -> list[str]:
+    """Selector options a saved config.yaml lacks though its selector has them: a run saved
+    before configs recorded the effective options (defaults filled in) would otherwise read
+    as made under today's defaults."""
+    agent = raw.get("agent") if isinstance(raw, dict) else None
+    if not isinstance(agent, dict):
+        return []
+    parts = [("agent", agent, loaded.agent)]
+    if isinstance(agent.get("first_pass"), dict) and loaded.agent.first_pass is not None:
+        parts.append(("agent.first_pass", agent["first_pass"], loaded.agent.first_pass))
+    missing = []
+    for where, saved, cfg in parts:
+        have = saved.get("selector_options") or {}
+        missing += [f"{where}.selector_options.{k}" for k in cfg.selector_options if k not in have]
+    return missing
 
 
 def run_eval(
