@@ -240,7 +240,7 @@ def test_a_run_saved_without_its_selector_options_is_not_reused(phantom, tmp_pat
     would read as made under today's defaults: it is refused, naming the missing keys."""
     import yaml
 
-    index, ds = phantom
+    index, _ = phantom
     config = _config(phantom, tmp_path, agent={"index": str(index), "selector": "fused", "k": 1})
     assert config.agent.selector_options["pool"] == 1024  # filled in
     config.run_dir.mkdir(parents=True)
