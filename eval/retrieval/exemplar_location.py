@@ -51,7 +51,7 @@ def parse_arm(text: str) -> tuple[str, str, dict]:
 
 def instance_scores(exemplars: list, inst: object) -> tuple[float, float, float]:
     """(mean IoU, best IoU, same-label share) of the demonstrated findings vs the gold."""
-    from ricl.boxes.geometry import hull, iou_matrix
+    from ricl.boxes.geometry import box_iou, hull
     from ricl.prompting.demos import pick_demo
 
     gold = hull(inst.boxes)  # type: ignore[attr-defined]
@@ -59,7 +59,7 @@ def instance_scores(exemplars: list, inst: object) -> tuple[float, float, float]
     ious, same = [], []
     for e in exemplars:
         f = pick_demo(e, inst.phrase).finding  # type: ignore[attr-defined]
-        ious.append(iou_matrix([hull(f.boxes)], [gold])[0][0] if f.boxes else 0.0)
+        ious.append(box_iou(hull(f.boxes), gold) if f.boxes else 0.0)
         same.append(float(bool(labels & set(f.labels))))
     if not ious:
         return 0.0, 0.0, 0.0
@@ -93,8 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---:|---:|---:|---:|")
     for name, selector, options in arms:
         rows, seconds = [], 0.0
+        oracle = selector == "location"  # the gold hull as the query box
         for inst, path, vec in zip(insts, images, vectors, strict=True):
-            oracle = selector == "location"
             q = Query(image=path, embedding=None if oracle else vec, phrase=inst.phrase,
                       study_id=inst.study_id, patient_id=inst.patient_id,
                       box=hull(inst.boxes) if oracle else None)  # fmt: skip
