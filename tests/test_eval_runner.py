@@ -252,3 +252,13 @@ def test_a_run_saved_without_its_selector_options_is_not_reused(phantom, tmp_pat
     # a run saved with its options is compared as before
     (config.run_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json")))
     assert prepare_run_dir(config, resume=True) == config.run_dir
+    # the first pass's selector options too
+    two = _config(phantom, tmp_path / "two", agent={
+        "index": str(index), "selector": "fused", "k": 1,
+        "first_pass": {"backend": "knn", "selector": "fused", "k": 1}})  # fmt: skip
+    two.run_dir.mkdir(parents=True)
+    old = two.model_dump(mode="json")
+    old["agent"]["first_pass"]["selector_options"] = {}
+    (two.run_dir / "config.yaml").write_text(yaml.safe_dump(old))
+    with pytest.raises(EvalConfigError, match=r"agent\.first_pass\.selector_options\.pool"):
+        prepare_run_dir(two, resume=True)

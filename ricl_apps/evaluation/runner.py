@@ -110,11 +110,9 @@ def _unrecorded_options(raw: Any, loaded: EvalConfig) -> list[str]:
     """Selector options a saved config.yaml lacks though its selector has them: a run saved
     before configs recorded the effective options (defaults filled in) would otherwise read
     as made under today's defaults."""
-    agent = raw.get("agent") if isinstance(raw, dict) else None
-    if not isinstance(agent, dict):
-        return []
+    agent = raw.get("agent") or {}  # ``raw`` has loaded as ``loaded``: mappings all through
     parts = [("agent", agent, loaded.agent)]
-    if isinstance(agent.get("first_pass"), dict) and loaded.agent.first_pass is not None:
+    if loaded.agent.first_pass is not None:
         parts.append(("agent.first_pass", agent["first_pass"], loaded.agent.first_pass))
     missing = []
     for where, saved, cfg in parts:
