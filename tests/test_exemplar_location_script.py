@@ -32,7 +32,9 @@ def test_parse_arm_forms() -> None:
     assert m.parse_arm("fused") == ("fused", "fused", {})
     assert m.parse_arm("oracle=location") == ("oracle", "location", {})
     assert m.parse_arm('wide=fused:{"pool": 1024, "image": 2}') == (
-        "wide", "fused", {"pool": 1024, "image": 2},
+        "wide",
+        "fused",
+        {"pool": 1024, "image": 2},
     )
     with pytest.raises(SystemExit, match="not JSON"):
         m.parse_arm("wide=fused:{pool: 1}")
